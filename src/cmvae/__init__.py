@@ -1,0 +1,8 @@
+"""cmvae: deep generative clustering of multimodal data (Clustering Multimodal VAE and friends)."""
+
+__version__ = "0.1.0"
+
+from .estimator import CMVAE, MultimodalEstimator, NotFittedError  # noqa: E402
+from .schema import DataValidationError  # noqa: E402
+
+__all__ = ["CMVAE", "DataValidationError", "MultimodalEstimator", "NotFittedError", "__version__"]

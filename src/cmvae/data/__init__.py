@@ -1,0 +1,31 @@
+"""Datasets: offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds."""
+
+from .backgrounds import DEFAULT_BACKGROUNDS, available_backgrounds, load_backgrounds
+from .mnist_sources import MNIST_SOURCES, DataSourceError, DigitSet, default_cache_dir, load_mnist
+from .polymnist import (
+    PolyMNIST,
+    PolySplit,
+    build_polymnist,
+    load_polymnist_split,
+    make_poly_dataset,
+    save_polymnist_split,
+    split_digits,
+)
+
+__all__ = [
+    "DEFAULT_BACKGROUNDS",
+    "MNIST_SOURCES",
+    "DataSourceError",
+    "DigitSet",
+    "PolyMNIST",
+    "PolySplit",
+    "available_backgrounds",
+    "build_polymnist",
+    "default_cache_dir",
+    "load_backgrounds",
+    "load_mnist",
+    "load_polymnist_split",
+    "make_poly_dataset",
+    "save_polymnist_split",
+    "split_digits",
+]

@@ -1,0 +1,556 @@
+"""The user-facing estimators, in scikit-learn conventions.
+
+>>> model = CMVAE(n_clusters=10, epochs=20, seed=0)
+>>> model.fit(views)                      # list of M arrays [N, ...] with the same N
+>>> labels = model.predict(views)         # [N] cluster ids (majority vote over modalities)
+>>> proba = model.predict_proba(views)    # [N, n_clusters]
+>>> Z = model.transform(views)            # [N, shared_dim]
+>>> model.save("run/model"); model = CMVAE.load("run/model")
+
+The estimator is thin: the math lives in :mod:`cmvae.models` and :mod:`cmvae.objectives`,
+the loop in :mod:`cmvae.training`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .distributions import likelihood as make_likelihood
+from .models.base import MultimodalVAE
+from .models.cmvae import CMVAEModule
+from .nets import build_networks
+from .objectives import Posteriors
+from .schema import ArrayLike, DataSchema, DataValidationError, as_views
+from .selection import majority_vote
+from .training import (
+    EpochHistory,
+    TrainingPlan,
+    make_loader,
+    make_trainer,
+    quiet_lightning_warnings,
+    sanity_check,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class NotFittedError(RuntimeError):
+    """The estimator was used before ``fit`` (or ``load``)."""
+
+
+def pick_device(accelerator: str = "auto") -> torch.device:
+    """CUDA when present and allowed, else CPU. Never assumes a GPU."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator in ("gpu", "cuda"):
+        raise RuntimeError(f"accelerator={accelerator!r} requested but CUDA is not available")
+    return torch.device("cpu")
+
+
+class MultimodalEstimator:
+    """Common fit/transform/save/load machinery of the multimodal VAEs.
+
+    Subclasses implement :meth:`_build_module` and may add methods (``predict`` ...).
+    """
+
+    model_type: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        *,
+        shared_dim: int = 32,
+        private_dim: int = 32,
+        latent_family: str = "laplace",
+        likelihood: str | Sequence[str] = "laplace",
+        likelihood_scale: float = 0.75,
+        likelihood_weights: Sequence[float] | None = None,
+        beta: float = 2.5,
+        beta_warmup_epochs: int = 0,
+        n_samples: int = 1,
+        estimator: str = "elbo",
+        arch: str = "light",
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        amsgrad: bool = True,
+        seed: int = 0,
+        accelerator: str = "auto",
+        devices: Any = "auto",
+        strategy: str = "auto",
+        precision: Any = "32-true",
+        num_workers: int = 0,
+        max_time_minutes: float | None = None,
+        progress: bool = True,
+        encoders: Sequence[nn.Module] | None = None,
+        decoders: Sequence[nn.Module] | None = None,
+    ) -> None:
+        self.shared_dim = shared_dim
+        self.private_dim = private_dim
+        self.latent_family = latent_family
+        self.likelihood = likelihood
+        self.likelihood_scale = likelihood_scale
+        self.likelihood_weights = likelihood_weights
+        self.beta = beta
+        self.beta_warmup_epochs = beta_warmup_epochs
+        self.n_samples = n_samples
+        self.estimator = estimator
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.amsgrad = amsgrad
+        self.seed = seed
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
+        self.num_workers = num_workers
+        self.max_time_minutes = max_time_minutes
+        self.progress = progress
+        self.encoders = encoders
+        self.decoders = decoders
+        self.module_: MultimodalVAE | None = None
+        self.schema_: DataSchema | None = None
+        self.history_: dict[str, list[float]] = {}
+        self._check_params()
+
+    # -- parameters -------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            if "__init__" in klass.__dict__ and klass is not object:
+                sig = inspect.signature(klass.__init__)
+                names += [p for p in sig.parameters if p != "self" and p not in names and p != "kwargs"]
+        return [n for n in names if n not in ("encoders", "decoders")]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-serialisable; custom networks excluded)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def _check_params(self) -> None:
+        def positive(name: str) -> None:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+        for name in ("shared_dim", "epochs", "batch_size", "lr", "n_samples", "likelihood_scale"):
+            positive(name)
+        if self.private_dim < 0:
+            raise ValueError(f"private_dim must be >= 0, got {self.private_dim}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.estimator not in ("elbo", "iwae", "dreg"):
+            raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {self.estimator!r}")
+        if self.latent_family not in ("gaussian", "laplace"):
+            raise ValueError(f"latent_family must be 'gaussian' or 'laplace', got {self.latent_family!r}")
+        if (self.encoders is None) != (self.decoders is None):
+            raise ValueError("pass both encoders and decoders (one per modality), or neither")
+
+    # -- building -----------------------------------------------------------------------
+    def _likelihood_names(self, n_modalities: int) -> list[str]:
+        names = [self.likelihood] * n_modalities if isinstance(self.likelihood, str) else list(self.likelihood)
+        if len(names) != n_modalities:
+            raise ValueError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
+        return names
+
+    def _networks(self, schema: DataSchema) -> tuple[list[nn.Module], list[nn.Module]]:
+        if self.encoders is not None and self.decoders is not None:
+            if len(self.encoders) != schema.n_modalities or len(self.decoders) != schema.n_modalities:
+                raise ValueError(
+                    f"got {len(self.encoders)} encoders and {len(self.decoders)} decoders for "
+                    f"{schema.n_modalities} modalities"
+                )
+            return list(self.encoders), list(self.decoders)
+        pairs = [
+            build_networks(spec.shape, self.shared_dim, self.private_dim, arch=self.arch, likelihood=lik)
+            for spec, lik in zip(schema.modalities, self._likelihood_names(schema.n_modalities))
+        ]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def _build_module(self, schema: DataSchema) -> MultimodalVAE:
+        raise NotImplementedError
+
+    def _fit_callbacks(self, train: list[torch.Tensor]) -> list[L.Callback]:
+        """Model-specific callbacks added to every ``fit``."""
+        return []
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(
+        self,
+        views: Sequence[ArrayLike],
+        y: ArrayLike | None = None,
+        *,
+        val_views: Sequence[ArrayLike] | None = None,
+        val_labels: ArrayLike | None = None,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        callbacks: Sequence[L.Callback] = (),
+    ) -> "MultimodalEstimator":
+        """Train on paired ``views`` (list of M arrays ``[N, ...]``). ``y`` is ignored (unsupervised).
+
+        ``out_dir`` receives checkpoints (``checkpoints/last.ckpt``) and logs; ``resume``
+        continues from its last checkpoint. With ``val_labels``, clustering scores on the
+        validation views are logged every epoch.
+        """
+        train = as_views(views)
+        val = as_views(val_views, name="val_views") if val_views is not None else None
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        if self.module_ is None or not resume:
+            self.schema_ = DataSchema.infer(train)
+            self.module_ = self._build_module(self.schema_)
+        assert self.schema_ is not None and self.module_ is not None
+        if val is not None:
+            self.schema_.check(val)
+        plan = TrainingPlan(
+            self.module_,
+            self.schema_,
+            lr=self.lr,
+            amsgrad=self.amsgrad,
+            n_samples=self.n_samples,
+            estimator=self.estimator,  # type: ignore[arg-type]
+            beta=self.beta,
+            beta_warmup_epochs=self.beta_warmup_epochs,
+        )
+        sanity_check(plan, train, self.batch_size)
+        history = EpochHistory()
+        extra: list[L.Callback] = [history, *self._fit_callbacks(train), *callbacks]
+        if val is not None and val_labels is not None:
+            extra.append(_ClusteringMonitor(self, val, np.asarray(val_labels)))
+        trainer = make_trainer(
+            epochs=self.epochs,
+            out_dir=out_dir,
+            accelerator=self.accelerator,
+            devices=self.devices,
+            strategy=self.strategy,
+            precision=self.precision,
+            progress=self.progress,
+            max_time_minutes=self.max_time_minutes,
+            extra_callbacks=extra,
+        )
+        ckpt_path = None
+        if resume:
+            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
+            if not last.exists():
+                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
+            ckpt_path = str(last)
+        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed)
+        val_loader = (
+            make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers) if val is not None else None
+        )
+        with warnings.catch_warnings():
+            quiet_lightning_warnings()
+            trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+        self.module_.to("cpu").eval()
+        self.history_ = history.history
+        return self
+
+    # -- inference helpers --------------------------------------------------------------------
+    def _fitted(self) -> tuple[MultimodalVAE, DataSchema]:
+        if self.module_ is None or self.schema_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() or load() first")
+        return self.module_, self.schema_
+
+    def _checked_views(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
+        _, schema = self._fitted()
+        tensors = as_views(views, min_modalities=1)
+        schema.check(tensors)
+        return tensors
+
+    @torch.no_grad()
+    def encode(self, views: Sequence[ArrayLike], batch_size: int = 512) -> Posteriors:
+        """Unimodal posterior parameters, on CPU: ``[M, N, dim]`` per field."""
+        module, schema = self._fitted()
+        tensors = self._checked_views(views)
+        device = pick_device(self.accelerator)
+        module.to(device).eval()
+        parts: list[Posteriors] = []
+        n = tensors[0].shape[0]
+        for start in range(0, n, batch_size):
+            batch = schema.to_model_input([x[start : start + batch_size] for x in tensors], device)
+            post = module.encode(batch)
+            parts.append(Posteriors(*(t.cpu() for t in (post.z_loc, post.z_scale, post.w_loc, post.w_scale))))
+        module.to("cpu")
+        return Posteriors(*(torch.cat(fields, dim=1) for fields in zip(*((p.z_loc, p.z_scale, p.w_loc, p.w_scale) for p in parts))))
+
+    def transform(self, views: Sequence[ArrayLike]) -> np.ndarray:
+        """Shared latent codes ``[N, shared_dim]``: the mean of q(z|X), i.e. the average of the unimodal means."""
+        return self.encode(views).z_loc.mean(0).numpy()
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` (parameters, data schema, versions) and ``weights.safetensors``.
+
+        The folder is written next to ``path`` and moved into place, so an interrupted
+        save never leaves a half-written model behind.
+        """
+        module, schema = self._fitted()
+        if self.encoders is not None:
+            log.warning("custom networks are not serialised: pass the same encoders/decoders to load()")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            config = {
+                "format_version": FORMAT_VERSION,
+                "cmvae_version": __version__,
+                "torch_version": torch.__version__,
+                "model_type": self.model_type,
+                "params": self.get_params(),
+                "custom_networks": self.encoders is not None,
+                "schema": schema.to_dict(),
+                "history": self.history_,
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE))
+            if path.exists():
+                backup = path.with_name(f".{path.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                os.replace(path, backup)
+                os.replace(tmp, path)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        encoders: Sequence[nn.Module] | None = None,
+        decoders: Sequence[nn.Module] | None = None,
+        **overrides: Any,
+    ) -> "MultimodalEstimator":
+        """Load a model written by :meth:`save`. ``overrides`` change parameters (e.g. ``accelerator``)."""
+        path = Path(path)
+        config_file = path / CONFIG_FILE
+        if not config_file.exists():
+            raise FileNotFoundError(f"no saved model at {path} (missing {CONFIG_FILE})")
+        config = json.loads(config_file.read_text())
+        version = config.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was saved in format {version}; this cmvae ({__version__}) reads format {FORMAT_VERSION}"
+            )
+        klass = cls if cls.model_type == config["model_type"] else _ESTIMATORS.get(config["model_type"])
+        if klass is None:
+            raise ValueError(f"{path} holds an unknown model type {config['model_type']!r}")
+        if config.get("custom_networks") and encoders is None:
+            raise ValueError(f"{path} was trained with custom networks: pass encoders= and decoders= to load()")
+        unknown = set(overrides) - set(klass._param_names())
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)} for {klass.__name__}")
+        params = {**config["params"], **overrides}
+        model = klass(**params, encoders=encoders, decoders=decoders)
+        model.schema_ = DataSchema.from_dict(config["schema"])
+        model.module_ = model._build_module(model.schema_)
+        state = load_file(str(path / WEIGHTS_FILE))
+        model.module_.load_state_dict(state, strict=True)
+        model.module_.eval()
+        model.history_ = config.get("history", {})
+        return model
+
+
+class CMVAE(MultimodalEstimator):
+    """Clustering Multimodal VAE: clusters paired multimodal data and generates from each cluster.
+
+    Defaults follow the paper's PolyMNIST setting (Laplace posteriors, priors and
+    likelihood with scale 0.75, beta 2.5, 32 + 32 latent dimensions) with light networks
+    sized for a CPU; use ``arch="resnet"`` for the paper's network size on a GPU.
+    """
+
+    model_type = "cmvae"
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        shared_dim: int = 32,
+        private_dim: int = 32,
+        *,
+        learn_prior_scales: bool = False,
+        prior_mean_init_std: float = 1.0,
+        cluster_init: str = "kmeans",
+        cluster_init_epoch: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        if n_clusters < 1:
+            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+        if cluster_init not in ("kmeans", "random"):
+            raise ValueError(f"cluster_init must be 'kmeans' or 'random', got {cluster_init!r}")
+        if cluster_init_epoch < 0:
+            raise ValueError(f"cluster_init_epoch must be >= 0, got {cluster_init_epoch}")
+        self.n_clusters = n_clusters
+        self.learn_prior_scales = learn_prior_scales
+        self.prior_mean_init_std = prior_mean_init_std
+        self.cluster_init = cluster_init
+        self.cluster_init_epoch = cluster_init_epoch
+        super().__init__(shared_dim=shared_dim, private_dim=private_dim, **kwargs)
+
+    def _fit_callbacks(self, train: list[torch.Tensor]) -> list[L.Callback]:
+        if self.cluster_init == "kmeans" and self.n_clusters > 1:
+            return [_KMeansPriorInit(self, train, self.cluster_init_epoch, self.seed)]
+        return []
+
+    def _build_module(self, schema: DataSchema) -> CMVAEModule:
+        encoders, decoders = self._networks(schema)
+        likelihoods = [make_likelihood(n, self.likelihood_scale) for n in self._likelihood_names(schema.n_modalities)]
+        return CMVAEModule(
+            encoders,
+            decoders,
+            likelihoods,
+            n_clusters=self.n_clusters,
+            shared_dim=self.shared_dim,
+            private_dim=self.private_dim,
+            latent_family_name=self.latent_family,
+            learn_prior_scales=self.learn_prior_scales,
+            prior_mean_init_std=self.prior_mean_init_std,
+            likelihood_weights=self.likelihood_weights,
+        )
+
+    @property
+    def cluster_weights_(self) -> np.ndarray:
+        """Prior cluster probabilities pi ``[n_clusters]`` (0 for pruned clusters)."""
+        module, _ = self._fitted()
+        return module.prior.weights().detach().cpu().numpy()  # type: ignore[union-attr]
+
+    def cluster_log_posteriors(self, views: Sequence[ArrayLike]) -> torch.Tensor:
+        """log p(c | z_m) at each modality's posterior mean: ``[M, N, n_clusters]``."""
+        module, _ = self._fitted()
+        z = self.encode(views).z_loc
+        with torch.no_grad():
+            return module.prior.log_posterior(z)  # type: ignore[union-attr]
+
+    def predict(self, views: Sequence[ArrayLike]) -> np.ndarray:
+        """Cluster ids ``[N]``: each modality votes with argmax_c p(c | z_m); ties go to the
+        cluster with the larger summed posterior (the paper's majority vote)."""
+        return majority_vote(self.cluster_log_posteriors(views)).numpy()
+
+    def predict_proba(self, views: Sequence[ArrayLike]) -> np.ndarray:
+        """Cluster probabilities ``[N, n_clusters]``: p(c | z_m) averaged over modalities."""
+        return self.cluster_log_posteriors(views).exp().mean(0).numpy()
+
+    def score(self, views: Sequence[ArrayLike], y: ArrayLike) -> dict[str, float]:
+        """NMI, ARI and Hungarian accuracy of :meth:`predict` against labels ``y`` ``[N]``."""
+        from .metrics import clustering_scores
+
+        return clustering_scores(np.asarray(y), self.predict(views))
+
+    @torch.no_grad()
+    def sample(self, n: int, cluster: int | None = None) -> list[np.ndarray]:
+        """Unconditional samples: c ~ pi (or ``cluster``), z ~ p(z|c), w_m ~ p(w_m), x_m = decoder mean.
+
+        Returns M arrays ``[n, *shape_m]`` (images in [0, 1]).
+        """
+        module, schema = self._fitted()
+        z = module.sample_prior_z(n, cluster)
+        out = []
+        for m in range(module.n_modalities):
+            w = module.private_prior.sample_prior((n,), z)
+            decoded = module.decode(m, z, w)
+            out.append(schema.from_model_output(m, module.likelihoods[m].mean(decoded)))
+        return out
+
+
+@torch.no_grad()
+def _posterior_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
+                     max_points: int = 20000, batch_size: int = 1024) -> torch.Tensor:
+    """Unimodal posterior means of (at most ``max_points`` of) ``views``: ``[M * n, shared_dim]``."""
+    n = min(views[0].shape[0], max_points)
+    was_training = module.training
+    module.eval()
+    codes = []
+    for start in range(0, n, batch_size):
+        batch = schema.to_model_input([x[start : min(start + batch_size, n)] for x in views], device)
+        codes.append(module.encode(batch).z_loc.flatten(0, 1).cpu())
+    module.train(was_training)
+    return torch.cat(codes)
+
+
+class _KMeansPriorInit(L.Callback):
+    """After ``epoch`` warm-up epochs, place the cluster components on k-means centroids of
+    the unimodal posterior means (VaDE's initialisation, without a separate pre-training run)."""
+
+    def __init__(self, estimator: CMVAE, views: list[torch.Tensor], epoch: int, seed: int) -> None:
+        self.estimator = estimator
+        self.views = views
+        self.epoch = epoch
+        self.seed = seed
+
+    def _init(self, pl_module: L.LightningModule) -> None:
+        module, schema = self.estimator._fitted()
+        codes = _posterior_means(module, schema, self.views, pl_module.device)
+        module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
+        log.info("cluster prior initialised by k-means on %d latent codes", codes.shape[0])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epoch == 0 and trainer.current_epoch == 0:
+            self._init(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epoch > 0 and trainer.current_epoch == self.epoch - 1:
+            self._init(pl_module)
+
+
+class _ClusteringMonitor(L.Callback):
+    """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch."""
+
+    def __init__(self, estimator: CMVAE | MultimodalEstimator, views: list[torch.Tensor], labels: np.ndarray) -> None:
+        self.estimator = estimator
+        self.views = views
+        self.labels = labels
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(self.estimator, CMVAE) or trainer.sanity_checking:
+            return
+        from .metrics import clustering_scores
+
+        module, schema = self.estimator._fitted()
+        device = pl_module.device
+        log_posts = []
+        for start in range(0, self.views[0].shape[0], 1024):
+            batch = schema.to_model_input([x[start : start + 1024] for x in self.views], device)
+            log_posts.append(module.cluster_log_posteriors(batch).cpu())  # type: ignore[operator]
+        labels = majority_vote(torch.cat(log_posts, dim=1)).numpy()
+        scores = clustering_scores(self.labels, labels)
+        pl_module.log_dict({f"val/{k}": float(scores[k]) for k in ("nmi", "ari", "acc")}, prog_bar=True)
+
+
+_ESTIMATORS: dict[str, type[MultimodalEstimator]] = {"cmvae": CMVAE}
+
+
+def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstimator]:
+    """Make ``load`` find a model type (used by the baselines)."""
+    _ESTIMATORS[klass.model_type] = klass
+    return klass
+
+
+def check_labels(y: ArrayLike, n: int) -> np.ndarray:
+    """Labels as a 1-D array of length ``n``, with a clear error otherwise."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise DataValidationError(f"labels must be 1-D with {n} entries, got shape {list(labels.shape)}")
+    return labels

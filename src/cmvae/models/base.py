@@ -1,0 +1,125 @@
+"""Shared machinery of the multimodal VAEs with shared and private latents (MMVAE+ family).
+
+A :class:`MultimodalVAE` owns, for each of its M modalities, an encoder giving
+q(z|x_m) (shared latent) and q(w_m|x_m) (private latent), a decoder p(x_m | z, w_m)
+and a likelihood. Subclasses state only the prior on z (:meth:`log_prior_z`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..distributions import Likelihood, latent_family, positive_scale
+from ..objectives import EstimatorName, ObjectiveTerms, Posteriors, multimodal_objective
+from ..priors import PrivatePriors
+
+
+class MultimodalVAE(nn.Module):
+    """Encoders, decoders and likelihoods of M modalities; the prior on z is the subclass's."""
+
+    def __init__(
+        self,
+        encoders: Sequence[nn.Module],
+        decoders: Sequence[nn.Module],
+        likelihoods: Sequence[Likelihood],
+        *,
+        shared_dim: int,
+        private_dim: int,
+        latent_family_name: str = "gaussian",
+        likelihood_weights: Sequence[float] | None = None,
+        learn_aux_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        n = len(encoders)
+        if n < 2 or len(decoders) != n or len(likelihoods) != n:
+            raise ValueError(
+                f"need the same number (>= 2) of encoders, decoders and likelihoods; got "
+                f"{len(encoders)}, {len(decoders)}, {len(likelihoods)}"
+            )
+        self.encoders = nn.ModuleList(encoders)
+        self.decoders = nn.ModuleList(decoders)
+        self.likelihoods = list(likelihoods)
+        self.shared_dim = shared_dim
+        self.private_dim = private_dim
+        self.z_family = latent_family(latent_family_name)
+        self.w_family = self.z_family
+        self.private_prior = PrivatePriors(n, private_dim, latent_family_name, learn_aux_scale=learn_aux_scale)
+        weights = torch.ones(n) if likelihood_weights is None else torch.as_tensor(likelihood_weights, dtype=torch.float)
+        if weights.shape != (n,):
+            raise ValueError(f"likelihood_weights needs {n} entries, got {tuple(weights.shape)}")
+        self.register_buffer("likelihood_weights", weights)
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.encoders)
+
+    # -- the prior on z: what subclasses define ------------------------------------------
+    def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z): ``[..., shared_dim] -> [...]``."""
+        raise NotImplementedError
+
+    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
+        """``[n, shared_dim]`` draws from p(z) (or p(z | c = cluster))."""
+        raise NotImplementedError
+
+    # -- encoders and decoders -----------------------------------------------------------
+    def encode_modality(self, m: int, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(z_loc, z_scale, w_loc, w_scale) of modality ``m``, each ``[B, dim]``."""
+        out = self.encoders[m](x)
+        dz, dw = self.shared_dim, self.private_dim
+        expected = 2 * (dz + dw)
+        if out.dim() != 2 or out.shape[1] != expected:
+            raise ValueError(
+                f"encoder of modality {m} returned shape {tuple(out.shape)}; expected [batch, {expected}] "
+                f"(z loc, z raw scale, w loc, w raw scale for shared_dim={dz}, private_dim={dw})"
+            )
+        z_loc, z_raw, w_loc, w_raw = torch.split(out, [dz, dz, dw, dw], dim=1)
+        return z_loc, positive_scale(z_raw), w_loc, positive_scale(w_raw)
+
+    def encode(self, views: Sequence[torch.Tensor]) -> Posteriors:
+        """Posterior parameters of every modality: ``[M, B, dim]`` each."""
+        parts = [self.encode_modality(m, x) for m, x in enumerate(views)]
+        return Posteriors(*(torch.stack(p) for p in zip(*parts)))
+
+    def decode(self, m: int, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Decoder output of modality ``m`` for latents ``[..., dz]`` and ``[..., dw]``: ``[..., *shape_m]``."""
+        lead = z.shape[:-1]
+        latent = torch.cat([z, w], dim=-1).reshape(-1, self.shared_dim + self.private_dim)
+        out = self.decoders[m](latent)
+        return out.reshape(*lead, *out.shape[1:])
+
+    def cross_log_likelihoods(
+        self, views: Sequence[torch.Tensor], z: torch.Tensor, w_own: torch.Tensor, w_aux: torch.Tensor
+    ) -> torch.Tensor:
+        """lambda_n log p(x_n | z^(m), w) for every source m and target n: ``[M_src, M_tgt, K, B]``.
+
+        ``z``, ``w_own``: ``[M, K, B, d]`` (w_own[m] ~ q(w_m | x_m)); ``w_aux``: ``[M_tgt, M_src, K, B, dw]``
+        (w_aux[n] ~ r_n). The target n decodes its own private sample when m == n and the
+        auxiliary one otherwise. One decoder call per target covers every source.
+        """
+        m_count = z.shape[0]
+        own_mask = torch.eye(m_count, dtype=torch.bool, device=z.device).view(m_count, m_count, 1, 1, 1)
+        per_target = []
+        for n, x in enumerate(views):
+            w = torch.where(own_mask[:, n], w_own[n].unsqueeze(0), w_aux[n])  # [M_src, K, B, dw]
+            decoded = self.decode(n, z, w)
+            per_target.append(self.likelihoods[n].log_prob(x, decoded) * self.likelihood_weights[n])
+        return torch.stack(per_target, dim=1)
+
+    # -- objective -----------------------------------------------------------------------
+    def objective(
+        self,
+        views: Sequence[torch.Tensor],
+        *,
+        n_samples: int = 1,
+        estimator: EstimatorName = "elbo",
+        beta: float = 1.0,
+        keep_samples: bool = False,
+    ) -> ObjectiveTerms:
+        """The multimodal objective on a batch (see :mod:`cmvae.objectives`)."""
+        return multimodal_objective(
+            self, list(views), n_samples=n_samples, estimator=estimator, beta=beta, keep_samples=keep_samples
+        )

@@ -1,0 +1,163 @@
+"""Validation of user data and the data schema recorded at ``fit``.
+
+At ``fit`` every modality's per-sample shape, kind and scaling is recorded; ``predict``,
+``transform`` and ``load`` check new data against it and name the modality and the
+dimension that is off. Conversion to model inputs happens batch by batch
+(:meth:`DataSchema.to_model_input`), so uint8 images stay uint8 in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+ModalityKind = Literal["image", "tabular"]
+ArrayLike = Any  # np.ndarray | torch.Tensor
+
+
+class DataValidationError(ValueError):
+    """Raised when user data does not fit what the model expects."""
+
+
+@dataclass
+class ModalitySchema:
+    """What one modality looks like: per-sample ``shape``, ``kind`` and how it is scaled."""
+
+    shape: tuple[int, ...]
+    kind: ModalityKind
+    dtype: str
+    scale_uint8: bool = False
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModalitySchema":
+        return cls(**{**d, "shape": tuple(d["shape"])})
+
+
+@dataclass
+class DataSchema:
+    """Schema of all modalities, recorded at ``fit`` and replayed on new data."""
+
+    modalities: list[ModalitySchema] = field(default_factory=list)
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.modalities)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modalities": [m.to_dict() for m in self.modalities]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSchema":
+        return cls([ModalitySchema.from_dict(m) for m in d["modalities"]])
+
+    @classmethod
+    def infer(cls, views: Sequence[torch.Tensor], *, standardize_tabular: bool = True) -> "DataSchema":
+        """Record shapes and scaling from training views (already checked by :func:`as_views`)."""
+        mods = []
+        for x in views:
+            shape = tuple(x.shape[1:])
+            kind: ModalityKind = "image" if len(shape) == 3 else "tabular"
+            scale = x.dtype == torch.uint8
+            mean = std = None
+            if kind == "tabular" and standardize_tabular and not scale:
+                xf = x.double()
+                mean = xf.mean(0).tolist()
+                std = xf.std(0).clamp_min(1e-8).tolist()
+            mods.append(ModalitySchema(shape, kind, str(x.dtype).replace("torch.", ""), scale, mean, std))
+        return cls(mods)
+
+    def check(self, views: Sequence[torch.Tensor]) -> None:
+        """Raise :class:`DataValidationError` naming the modality and dimension that differ."""
+        if len(views) != self.n_modalities:
+            raise DataValidationError(
+                f"expected {self.n_modalities} modalities (as at fit), got {len(views)}"
+            )
+        for m, (x, spec) in enumerate(zip(views, self.modalities)):
+            got = tuple(x.shape[1:])
+            if got != spec.shape:
+                diffs = [
+                    f"dim {i + 1}: expected {e} received {g}" for i, (e, g) in enumerate(zip(spec.shape, got)) if e != g
+                ]
+                detail = "; ".join(diffs) if len(got) == len(spec.shape) else f"expected {len(spec.shape) + 1}-D data"
+                raise DataValidationError(
+                    f"modality {m}: per-sample shape {list(got)} does not match the fitted {list(spec.shape)} ({detail})"
+                )
+            if (x.dtype == torch.uint8) != spec.scale_uint8:
+                raise DataValidationError(
+                    f"modality {m}: fitted on {spec.dtype} data but received {str(x.dtype).replace('torch.', '')}; "
+                    "pass data with the same scaling as at fit (uint8 0..255 vs floats)"
+                )
+
+    def to_model_input(self, views: Sequence[torch.Tensor], device: torch.device | None = None) -> list[torch.Tensor]:
+        """Convert a batch of raw views to float model inputs (uint8 -> [0, 1], tabular standardised)."""
+        out = []
+        for x, spec in zip(views, self.modalities):
+            x = x.to(device) if device is not None else x
+            x = x.float() / 255.0 if spec.scale_uint8 else x.float()
+            if spec.mean is not None and spec.std is not None:
+                mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device)
+                std = torch.tensor(spec.std, dtype=x.dtype, device=x.device)
+                x = (x - mean) / std
+            out.append(x)
+        return out
+
+    def from_model_output(self, m: int, x: torch.Tensor) -> np.ndarray:
+        """Undo the scaling of modality ``m`` on generated data (floats; uint8 images come back in [0, 1])."""
+        spec = self.modalities[m]
+        if spec.mean is not None and spec.std is not None:
+            x = x * torch.tensor(spec.std, dtype=x.dtype, device=x.device) + torch.tensor(
+                spec.mean, dtype=x.dtype, device=x.device
+            )
+        return x.detach().cpu().numpy()
+
+
+def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities: int = 2) -> list[torch.Tensor]:
+    """Check a list of per-modality arrays and turn them into CPU tensors (no copy where possible).
+
+    Each entry is ``[N, *shape]``: ``[N, C, H, W]`` images or ``[N, D]`` feature vectors,
+    with the same N everywhere and no NaN/inf values.
+    """
+    if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
+        raise DataValidationError(
+            f"{name} must be a list with one array per modality ([N, ...] each), got {type(views).__name__}"
+        )
+    if len(views) < min_modalities:
+        raise DataValidationError(f"{name} needs at least {min_modalities} modalities, got {len(views)}")
+    tensors = []
+    for m, x in enumerate(views):
+        if x is None:
+            raise DataValidationError(f"{name}[{m}] is None; every modality must be observed here")
+        t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+        if t.dim() not in (2, 4):
+            raise DataValidationError(
+                f"{name}[{m}] has shape {list(t.shape)}: expected [N, C, H, W] images or [N, D] features"
+            )
+        if t.dtype == torch.bool or t.dtype.is_complex:
+            raise DataValidationError(f"{name}[{m}] has unsupported dtype {t.dtype}")
+        if t.dtype.is_floating_point:
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                first = int(torch.nonzero(bad.reshape(t.shape[0], -1).any(1))[0])
+                raise DataValidationError(
+                    f"{name}[{m}] contains {int(bad.sum())} NaN/inf values (first in sample {first})"
+                )
+        elif t.dtype != torch.uint8:
+            t = t.float()
+        tensors.append(t)
+    lengths = [t.shape[0] for t in tensors]
+    if len(set(lengths)) != 1:
+        raise DataValidationError(f"{name}: modalities have different numbers of samples {lengths}; they must be paired")
+    if lengths[0] == 0:
+        raise DataValidationError(f"{name}: no samples")
+    return tensors

@@ -1,0 +1,236 @@
+"""Lightning training of the multimodal VAEs: data loading, the training plan and the trainer.
+
+The estimator (:mod:`cmvae.estimator`) owns the lifecycle; this module only knows how
+to feed batches and step the objective. Lightning provides the loop, checkpoints
+(written atomically), resume, CSV/TensorBoard logging, progress bars and multi-GPU (DDP).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from torch.utils.data import DataLoader, Dataset
+
+from .models.base import MultimodalVAE
+from .objectives import EstimatorName
+from .schema import DataSchema
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The objective became NaN/inf; the message names the terms and modalities affected."""
+
+
+class ViewsDataset(Dataset):
+    """Paired views ``[N, *shape_m]`` (raw: uint8 stays uint8) served as whole batches.
+
+    ``__getitems__`` lets the DataLoader fetch a batch with one indexing operation per
+    modality instead of N Python calls.
+    """
+
+    def __init__(self, views: Sequence[torch.Tensor]) -> None:
+        self.views = list(views)
+
+    def __len__(self) -> int:
+        return int(self.views[0].shape[0])
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        return [x[index] for x in self.views]
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return [x[idx] for x in self.views]
+
+
+def _identity_collate(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    return batch
+
+
+def make_loader(
+    views: Sequence[torch.Tensor], batch_size: int, *, shuffle: bool, num_workers: int = 0, seed: int = 0
+) -> DataLoader:
+    """A DataLoader of raw batches (list of M tensors); conversion happens on the device."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ViewsDataset(views),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=_identity_collate,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+    )
+
+
+class TrainingPlan(L.LightningModule):
+    """Optimises a :class:`MultimodalVAE` objective; logs every named term."""
+
+    def __init__(
+        self,
+        module: MultimodalVAE,
+        schema: DataSchema,
+        *,
+        lr: float = 1e-3,
+        amsgrad: bool = True,
+        n_samples: int = 1,
+        estimator: EstimatorName = "elbo",
+        beta: float = 1.0,
+        beta_warmup_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.schema = schema
+        self.lr = lr
+        self.amsgrad = amsgrad
+        self.n_samples = n_samples
+        self.estimator: EstimatorName = estimator
+        self.beta = beta
+        self.beta_warmup_epochs = beta_warmup_epochs
+
+    def current_beta(self) -> float:
+        if self.beta_warmup_epochs <= 0:
+            return self.beta
+        return self.beta * min(1.0, (self.current_epoch + 1) / self.beta_warmup_epochs)
+
+    def _terms(self, batch: list[torch.Tensor], estimator: EstimatorName):
+        views = self.schema.to_model_input(batch, self.device)
+        return self.module.objective(
+            views, n_samples=self.n_samples, estimator=estimator, beta=self.current_beta()
+        )
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = self._terms(batch, self.estimator)
+        if not torch.isfinite(terms.loss):
+            bad = terms.non_finite() or ["loss"]
+            raise NonFiniteLossError(
+                f"non-finite objective at epoch {self.current_epoch}, batch {batch_idx}: {', '.join(bad)}. "
+                "Likely causes: learning rate too high, un-normalised inputs, likelihood scale too small."
+            )
+        batch_size = int(batch[0].shape[0])
+        values = terms.as_dict()
+        self.log("train/loss", terms.loss, prog_bar=True, batch_size=batch_size, on_step=True, on_epoch=True)
+        self.log_dict(
+            {f"train/{k}": v for k, v in values.items() if k != "loss"},
+            batch_size=batch_size,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=False,
+        )
+        return terms.loss
+
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
+        with torch.no_grad():
+            terms = self._terms(batch, "elbo" if self.n_samples == 1 else "iwae")
+        self.log("val/bound", terms.bound, prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.module.parameters(), lr=self.lr, amsgrad=self.amsgrad)
+
+
+def sanity_check(plan: TrainingPlan, views: Sequence[torch.Tensor], batch_size: int) -> None:
+    """Fail before epoch 1: push one small batch through the objective and a backward pass."""
+    batch = [x[: min(batch_size, 8)] for x in views]
+    plan.module.train()
+    try:
+        terms = plan._terms(batch, plan.estimator)
+        terms.loss.backward()
+    except NonFiniteLossError:
+        raise
+    except Exception as err:  # re-raised with the likely causes
+        raise RuntimeError(
+            f"the first batch failed before training started ({type(err).__name__}: {err}). Likely causes: a "
+            "custom encoder/decoder whose output shape does not follow the protocol in cmvae.nets, data of an "
+            "unexpected shape, or a likelihood that does not fit the data type."
+        ) from err
+    finally:
+        plan.module.zero_grad(set_to_none=True)
+    bad = terms.non_finite()
+    if bad:
+        raise NonFiniteLossError(f"the objective is not finite on the first batch: {', '.join(bad)}")
+
+
+class EpochHistory(Callback):
+    """Keeps the epoch-level metrics in memory (``estimator.history_``)."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch") or k.startswith("val/")}
+        self.history.setdefault("epoch", []).append(float(trainer.current_epoch))
+        for k, v in metrics.items():
+            self.history.setdefault(k, []).append(v)
+
+
+def make_trainer(
+    *,
+    epochs: int,
+    out_dir: str | Path | None,
+    accelerator: str = "auto",
+    devices: Any = "auto",
+    strategy: str = "auto",
+    precision: Any = "32-true",
+    progress: bool = True,
+    max_time_minutes: float | None = None,
+    log_every_n_steps: int = 20,
+    extra_callbacks: Sequence[Callback] = (),
+    checkpoint_every_n_epochs: int = 1,
+) -> L.Trainer:
+    """A Lightning Trainer with atomic checkpoints (``last.ckpt``) and CSV (+TensorBoard) logs in ``out_dir``."""
+    callbacks: list[Callback] = list(extra_callbacks)
+    loggers: list[Logger] | bool = False
+    if out_dir is not None:
+        out = Path(out_dir)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                save_last=True,
+                save_top_k=0,
+                every_n_epochs=checkpoint_every_n_epochs,
+            )
+        )
+        loggers = [CSVLogger(out, name="logs", version="")]
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            import tensorboard  # noqa: F401
+
+            loggers.append(TensorBoardLogger(out, name="logs", version="", default_hp_metric=False))
+        except ImportError:
+            log.debug("tensorboard not installed: logging to CSV only")
+    max_time = None
+    if max_time_minutes is not None:
+        max_time = {"minutes": float(max_time_minutes)}
+    return L.Trainer(
+        max_epochs=epochs,
+        max_time=max_time,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_checkpointing=out_dir is not None,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=log_every_n_steps,
+        default_root_dir=str(out_dir) if out_dir is not None else None,
+        num_sanity_val_steps=0,
+    )
+
+
+def quiet_lightning_warnings() -> None:
+    """Silence Lightning's advice that does not apply to in-memory tensor datasets."""
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
