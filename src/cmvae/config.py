@@ -1,0 +1,348 @@
+"""Run configuration: YAML files validated with pydantic.
+
+A run config has three sections::
+
+    data:      # where the views come from (PolyMNIST built offline, or your own arrays)
+    model:     # CMVAE hyper-parameters (defaults = the estimator's defaults)
+    training:  # optimisation and hardware
+
+Unknown keys and wrong types are errors (:class:`ConfigError`) that name the file and
+the dotted key, e.g. ``configs/run.yaml: model.n_clusterz: unknown key ...``.
+
+>>> cfg = load_config("configs/polymnist_cpu.yaml")
+>>> model = CMVAE(**cfg.estimator_kwargs())
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .schema import DataValidationError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainingConfig",
+    "RunConfig",
+    "load_config",
+    "dump_config",
+    "config_from_dict",
+    "RunData",
+    "load_arrays",
+    "load_data",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file could not be parsed or validated (the message names file and key)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the views come from.
+
+    ``name: polymnist`` builds (or loads from cache) PolyMNIST offline; ``name: arrays``
+    reads an ``.npz`` with ``view0, view1, ...`` (each ``[N, ...]``), optional ``labels``
+    ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. A relative
+    ``path`` is resolved against the config file's folder.
+    """
+
+    name: Literal["polymnist", "arrays"] = "polymnist"
+    root: str | None = Field(None, description="cache folder (default: cmvae.data.default_cache_dir())")
+    seed: int = 0
+    max_train: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+    n_modalities: int | None = Field(None, ge=1, description="PolyMNIST modalities (default 5)")
+    path: str | None = Field(None, description="the .npz file for name: arrays")
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            base = (info.context or {}).get("base_dir")
+            p = Path(base) / p if base is not None else p
+        p = p.resolve()
+        if not p.is_file():
+            raise ValueError(f"file not found: {p} (a relative path is resolved against the config file's folder)")
+        return str(p)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "DataConfig":
+        if self.name == "arrays" and self.path is None:
+            raise ValueError("name: arrays needs path: an .npz file with view0, view1, ... (and optional labels)")
+        return self
+
+
+class ModelConfig(_Strict):
+    """CMVAE hyper-parameters. The defaults are :class:`cmvae.CMVAE`'s (a test keeps them in sync)."""
+
+    type: Literal["cmvae"] = "cmvae"
+    n_clusters: int = Field(10, ge=1)
+    shared_dim: int = Field(32, ge=1)
+    private_dim: int = Field(32, ge=0)
+    latent_family: Literal["laplace", "gaussian"] = "laplace"
+    likelihood: Literal["laplace", "gaussian", "bernoulli", "categorical"] | list[
+        Literal["laplace", "gaussian", "bernoulli", "categorical"]
+    ] = "laplace"
+    likelihood_scale: float = Field(0.75, gt=0)
+    likelihood_weights: list[float] | None = None
+    beta: float = Field(2.5, ge=0)
+    beta_warmup_epochs: int = Field(0, ge=0)
+    n_samples: int = Field(1, ge=1)
+    estimator: Literal["elbo", "iwae", "dreg"] = "elbo"
+    arch: Literal["light", "resnet"] = "light"
+    learn_prior_scales: bool = False
+    prior_mean_init_std: float = Field(1.0, ge=0)
+    cluster_init: Literal["kmeans", "random"] = "kmeans"
+    cluster_init_epoch: int = Field(1, ge=0)
+
+
+class TrainingConfig(_Strict):
+    """Optimisation and hardware (Lightning Trainer settings)."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    amsgrad: bool = True
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    precision: int | str = "32-true"
+    num_workers: int = Field(0, ge=0)
+    max_time_minutes: float | None = Field(None, gt=0)
+    progress: bool = True
+
+
+class RunConfig(_Strict):
+    """A whole run: ``data``, ``model`` and ``training`` sections."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    def estimator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``CMVAE(**kwargs)``: model and training settings."""
+        kwargs = self.model.model_dump(exclude={"type"})
+        kwargs.update(self.training.model_dump())
+        return kwargs
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif parts:
+            parts.append(f".{item}")
+        else:
+            parts.append(str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``loc`` (for listing allowed keys)."""
+    model: type[BaseModel] = RunConfig
+    for item in loc[:-1]:
+        info = model.model_fields.get(str(item))
+        ann = info.annotation if info is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "extra_forbidden" and loc:
+        key = _dotted(loc)
+        model = _section_model(loc)
+        allowed = sorted(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{key}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
+    # Errors inside a member of a union carry the member's name in loc ("int", "literal[...]"): drop it.
+    loc = tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or x in ("int", "str", "float", "bool"))))
+    key = _dotted(loc)
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if err.get("type") not in ("value_error", "assertion_error") and "input" in err:
+        got = err["input"]
+        if not isinstance(got, (dict, list)):
+            msg += f" (got {got!r})"
+    return f"{key}: {msg}"
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    by_key: dict[str, str] = {}  # a union reports one error per member: keep the first per key
+    for err in error.errors():
+        key, _, text = _describe(dict(err)).partition(": ")
+        by_key.setdefault(key, text)
+    return f"{source}: " + "; ".join(f"{k}: {v}" for k, v in by_key.items())
+
+
+def config_from_dict(data: Any, *, source: str = "<config>", base_dir: str | os.PathLike | None = None) -> RunConfig:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`RunConfig`; errors raise :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with data/model/training sections, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data, context={"base_dir": str(base_dir) if base_dir is not None else None})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: YAML syntax error, unknown key or invalid value (names the file and key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = ""
+        mark = getattr(err, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def dump_config(cfg: RunConfig, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML (all values, defaults included); :func:`load_config` reads it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class RunData:
+    """Views and labels of a run. Views are lists of M arrays ``[N, ...]``; labels ``[N]`` or None."""
+
+    train_views: list[np.ndarray]
+    train_labels: np.ndarray | None
+    test_views: list[np.ndarray] | None = None
+    test_labels: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """``(views, labels)`` of the ``"train"`` or ``"test"`` split."""
+        if name == "train":
+            return self.train_views, self.train_labels
+        if name == "test":
+            if self.test_views is None:
+                raise DataValidationError(f"the data ({self.info.get('source', 'arrays')}) has no test split")
+            return self.test_views, self.test_labels
+        raise ValueError(f"split must be 'train' or 'test', got {name!r}")
+
+
+def _subset(views: list[np.ndarray], labels: np.ndarray | None, k: int | None, rng: np.random.Generator):
+    n = views[0].shape[0]
+    if k is None or k >= n:
+        return views, labels
+    idx = np.sort(rng.choice(n, size=k, replace=False))
+    return [v[idx] for v in views], (labels[idx] if labels is not None else None)
+
+
+def _read_npz_views(z: Any, prefix: str, path: Path) -> list[np.ndarray] | None:
+    views = []
+    while f"{prefix}{len(views)}" in z.files:
+        views.append(z[f"{prefix}{len(views)}"])
+    stray = sorted(k for k in z.files if k.startswith(prefix) and k[len(prefix):].isdigit() and int(k[len(prefix):]) >= len(views))
+    if stray:
+        raise DataValidationError(f"{path}: {stray[0]} present but {prefix}{len(views)} missing (number views from 0)")
+    return views or None
+
+
+def _check_split(views: list[np.ndarray], labels: np.ndarray | None, path: Path, what: str) -> None:
+    n = views[0].shape[0]
+    for m, v in enumerate(views):
+        if v.ndim < 2:
+            raise DataValidationError(f"{path}: {what} view {m} must be [N, ...] with N samples, got shape {list(v.shape)}")
+        if v.shape[0] != n:
+            raise DataValidationError(f"{path}: {what} view {m} has {v.shape[0]} samples, view 0 has {n}")
+    if labels is not None and (labels.ndim != 1 or labels.shape[0] != n):
+        raise DataValidationError(f"{path}: {what} labels must be [N] = [{n}], got shape {list(labels.shape)}")
+
+
+def load_arrays(path: str | os.PathLike) -> RunData:
+    """Read an ``.npz`` with ``view0, view1, ...``, optional ``labels``, ``test_view0, ...``, ``test_labels``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            train = _read_npz_views(z, "view", path)
+            if train is None:
+                raise DataValidationError(f"{path}: no view0 array (expected keys view0, view1, ..., optional labels)")
+            labels = z["labels"] if "labels" in z.files else None
+            test = _read_npz_views(z, "test_view", path)
+            test_labels = z["test_labels"] if "test_labels" in z.files else None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        if isinstance(err, DataValidationError):
+            raise
+        raise DataValidationError(f"{path}: cannot read as .npz ({err})") from None
+    _check_split(train, labels, path, "train")
+    if test is not None:
+        _check_split(test, test_labels, path, "test")
+        if len(test) != len(train):
+            raise DataValidationError(f"{path}: {len(train)} train views but {len(test)} test views")
+    elif test_labels is not None:
+        raise DataValidationError(f"{path}: test_labels given without test_view0, ...")
+    return RunData(train, labels, test, test_labels, info={"source": f"arrays from {path}"})
+
+
+def load_data(cfg: DataConfig) -> RunData:
+    """Load the views a :class:`DataConfig` describes (PolyMNIST is built offline and cached)."""
+    if cfg.name == "polymnist":
+        from .data import build_polymnist
+
+        ds = build_polymnist(
+            cfg.root, seed=cfg.seed, n_modalities=cfg.n_modalities, max_train=cfg.max_train, max_test=cfg.max_test
+        )
+        return RunData(
+            ds.train_views,
+            ds.train_labels,
+            ds.test_views,
+            ds.test_labels,
+            info={"source": f"PolyMNIST (digits: {ds.source})", "cache_dir": str(ds.cache_dir)},
+        )
+    assert cfg.path is not None
+    data = load_arrays(cfg.path)
+    rng = np.random.default_rng(cfg.seed)
+    data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
+    if data.test_views is not None:
+        data.test_views, data.test_labels = _subset(data.test_views, data.test_labels, cfg.max_test, rng)
+    return data
