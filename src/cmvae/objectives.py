@@ -15,8 +15,10 @@ over clusters is exact. The objective averages over m (and over the batch):
 * ``elbo``: mean over the K samples of log W (K = 1 is the plain ELBO);
 * ``iwae``: log (1/K) sum_k W_k;
 * ``dreg``: the IWAE bound with the doubly-reparameterised gradient (Tucker et al. 2019):
-  the encoder receives sum_k w~_k^2 d log W_k / d z_k (q's parameters stop-gradiented
-  inside the densities), the decoders and priors the IWAE gradient sum_k w~_k d log W_k.
+  the encoder receives sum_k [(1 - beta) w~_k + beta w~_k^2] d log W_k / d z_k (q's
+  parameters stop-gradiented inside the densities; w~_k^2 for beta = 1), the decoders and
+  priors the IWAE gradient sum_k w~_k d log W_k. The beta-weighting follows from applying
+  the DReG identity to the score term, which log W carries with a factor beta.
 
 Every model in :mod:`cmvae.models` that has this shape reuses :func:`multimodal_objective`.
 """
@@ -114,12 +116,17 @@ def combine_log_weights(
 
 
 def reduce_log_weights(
-    log_weights: torch.Tensor, estimator: EstimatorName, reparam_samples: tuple[torch.Tensor, ...] = ()
+    log_weights: torch.Tensor,
+    estimator: EstimatorName,
+    reparam_samples: tuple[torch.Tensor, ...] = (),
+    beta: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn log W ``[M, K, B]`` into (loss to minimise, bound value), both scalars.
 
     For ``dreg`` the ``reparam_samples`` (encoder samples ``[M, K, B, d]`` that produced
-    ``log_weights``) get a gradient hook so that the encoder sees squared weights.
+    ``log_weights``) get a gradient hook so that the encoder sees the weights
+    ``(1 - beta) w~ + beta w~^2`` (squared weights for ``beta = 1``), where ``beta`` is the
+    factor on log q inside ``log_weights``.
     """
     n_samples = log_weights.shape[1]
     iw_bound = torch.logsumexp(log_weights, dim=1) - math.log(n_samples)  # [M, B]
@@ -133,7 +140,10 @@ def reduce_log_weights(
         if torch.is_grad_enabled():
             for sample in reparam_samples:
                 if sample.requires_grad:
-                    sample.register_hook(lambda grad, w=normalised: grad * w.unsqueeze(-1))
+                    # grad already carries w~ (from the surrogate); the DReG identity turns the
+                    # score term -beta * w~ d log q into beta * (w~^2 - w~) on the path gradient.
+                    factor = (1.0 - beta) + beta * normalised
+                    sample.register_hook(lambda grad, f=factor: grad * f.unsqueeze(-1))
         surrogate = (normalised * log_weights).sum(1)  # [M, B]
         return -surrogate.mean(), iw_bound.mean().detach()
     raise ValueError(f"unknown estimator {estimator!r}; choose 'elbo', 'iwae' or 'dreg'")
@@ -167,7 +177,7 @@ def multimodal_objective(
     log_lik = model.cross_log_likelihoods(views, z, w_own, w_aux)  # [M_src, M_tgt, K, B]
 
     log_weights = combine_log_weights(log_lik, log_prior_z, log_prior_w, log_q_z, log_q_w, beta)
-    loss, bound = reduce_log_weights(log_weights, estimator, (z, w_own))
+    loss, bound = reduce_log_weights(log_weights, estimator, (z, w_own), beta=beta)
 
     with torch.no_grad():
         eye = torch.eye(m, dtype=torch.bool, device=z.device)
