@@ -101,6 +101,7 @@ class MultimodalEstimator:
         num_workers: int = 0,
         max_time_minutes: float | None = None,
         progress: bool = True,
+        low_memory: bool = False,
         encoders: Sequence[nn.Module] | None = None,
         decoders: Sequence[nn.Module] | None = None,
     ) -> None:
@@ -127,6 +128,7 @@ class MultimodalEstimator:
         self.num_workers = num_workers
         self.max_time_minutes = max_time_minutes
         self.progress = progress
+        self.low_memory = low_memory
         self.encoders = encoders
         self.decoders = decoders
         self.module_: MultimodalVAE | None = None
@@ -428,6 +430,7 @@ class CMVAE(MultimodalEstimator):
             learn_prior_scales=self.learn_prior_scales,
             prior_mean_init_std=self.prior_mean_init_std,
             likelihood_weights=self.likelihood_weights,
+            low_memory=self.low_memory,
         )
 
     @property
@@ -475,23 +478,27 @@ class CMVAE(MultimodalEstimator):
 
 
 @torch.no_grad()
-def _posterior_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
-                     max_points: int = 20000, batch_size: int = 1024) -> torch.Tensor:
-    """Unimodal posterior means of (at most ``max_points`` of) ``views``: ``[M * n, shared_dim]``."""
+def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
+                   max_points: int = 20000, batch_size: int = 1024) -> torch.Tensor:
+    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``.
+
+    The mixture mean rather than the stacked unimodal means: early in training the unimodal
+    codes still differ by modality, and k-means would then find the modalities, not the clusters.
+    """
     n = min(views[0].shape[0], max_points)
     was_training = module.training
     module.eval()
     codes = []
     for start in range(0, n, batch_size):
         batch = schema.to_model_input([x[start : min(start + batch_size, n)] for x in views], device)
-        codes.append(module.encode(batch).z_loc.flatten(0, 1).cpu())
+        codes.append(module.encode(batch).z_loc.mean(0).cpu())
     module.train(was_training)
     return torch.cat(codes)
 
 
 class _KMeansPriorInit(L.Callback):
     """After ``epoch`` warm-up epochs, place the cluster components on k-means centroids of
-    the unimodal posterior means (VaDE's initialisation, without a separate pre-training run)."""
+    the posterior means (VaDE's initialisation, without a separate pre-training run)."""
 
     def __init__(self, estimator: CMVAE, views: list[torch.Tensor], epoch: int, seed: int) -> None:
         self.estimator = estimator
@@ -501,7 +508,7 @@ class _KMeansPriorInit(L.Callback):
 
     def _init(self, pl_module: L.LightningModule) -> None:
         module, schema = self.estimator._fitted()
-        codes = _posterior_means(module, schema, self.views, pl_module.device)
+        codes = _mixture_means(module, schema, self.views, pl_module.device)
         module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
         log.info("cluster prior initialised by k-means on %d latent codes", codes.shape[0])
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..distributions import Likelihood, latent_family, positive_scale
 from ..objectives import EstimatorName, ObjectiveTerms, Posteriors, multimodal_objective
@@ -31,8 +32,10 @@ class MultimodalVAE(nn.Module):
         latent_family_name: str = "gaussian",
         likelihood_weights: Sequence[float] | None = None,
         learn_aux_scale: bool = True,
+        low_memory: bool = False,
     ) -> None:
         super().__init__()
+        self.low_memory = low_memory
         n = len(encoders)
         if n < 2 or len(decoders) != n or len(likelihoods) != n:
             raise ValueError(
@@ -105,9 +108,16 @@ class MultimodalVAE(nn.Module):
         per_target = []
         for n, x in enumerate(views):
             w = torch.where(own_mask[:, n], w_own[n].unsqueeze(0), w_aux[n])  # [M_src, K, B, dw]
-            decoded = self.decode(n, z, w)
-            per_target.append(self.likelihoods[n].log_prob(x, decoded) * self.likelihood_weights[n])
+            if self.low_memory and torch.is_grad_enabled():
+                log_lik = checkpoint(self._target_log_likelihood, n, x, z, w, use_reentrant=False)
+            else:
+                log_lik = self._target_log_likelihood(n, x, z, w)
+            per_target.append(log_lik)
         return torch.stack(per_target, dim=1)
+
+    def _target_log_likelihood(self, n: int, x: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """lambda_n log p(x_n | z, w): ``[..., B]`` for latents ``[..., B, d]``."""
+        return self.likelihoods[n].log_prob(x, self.decode(n, z, w)) * self.likelihood_weights[n]
 
     # -- objective -----------------------------------------------------------------------
     def objective(

@@ -35,6 +35,7 @@ class CMVAEModule(MultimodalVAE):
         learn_prior_means: bool = True,
         prior_mean_init_std: float = 1.0,
         likelihood_weights: Sequence[float] | None = None,
+        low_memory: bool = False,
     ) -> None:
         super().__init__(
             encoders,
@@ -44,6 +45,7 @@ class CMVAEModule(MultimodalVAE):
             private_dim=private_dim,
             latent_family_name=latent_family_name,
             likelihood_weights=likelihood_weights,
+            low_memory=low_memory,
         )
         self.prior = ClusterPrior(
             n_clusters,
