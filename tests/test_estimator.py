@@ -1,0 +1,250 @@
+"""The CMVAE estimator API on small synthetic paired data (3 well-separated clusters)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from cmvae import CMVAE, DataValidationError, NotFittedError
+from cmvae.selection import majority_vote
+
+N = 300
+SHAPES = [(6,), (5,), (1, 8, 8)]
+FAST = dict(
+    n_clusters=3,
+    shared_dim=4,
+    private_dim=2,
+    batch_size=64,
+    lr=5e-3,
+    cluster_init_epoch=3,
+    progress=False,
+    accelerator="cpu",
+    likelihood="gaussian",
+    seed=0,
+)
+
+
+def make_data(n: int = N, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Two tabular views (cluster mean + noise) and one 8x8 image view (cluster pattern + noise)."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % 3)
+    c1, c2 = rng.normal(0, 3, (3, 6)), rng.normal(0, 3, (3, 5))
+    patterns = rng.uniform(0, 1, (3, 1, 8, 8))
+    views = [
+        (c1[y] + rng.normal(0, 1, (n, 6))).astype(np.float32),
+        (c2[y] + rng.normal(0, 1, (n, 5))).astype(np.float32),
+        np.clip(patterns[y] + rng.normal(0, 0.1, (n, 1, 8, 8)), 0, 1).astype(np.float32),
+    ]
+    return views, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    views, _ = data
+    return CMVAE(epochs=10, **FAST).fit(views)
+
+
+# ----------------------------------------------------------------------------------------
+# fit / predict / transform
+# ----------------------------------------------------------------------------------------
+def test_outputs_have_documented_shapes_and_dtypes(fitted, data):
+    views, _ = data
+    labels = fitted.predict(views)
+    assert labels.shape == (N,) and labels.dtype == np.int64
+    assert labels.min() >= 0 and labels.max() < 3
+    proba = fitted.predict_proba(views)
+    assert proba.shape == (N, 3) and proba.dtype == np.float32
+    assert (proba >= 0).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    codes = fitted.transform(views)
+    assert codes.shape == (N, 4) and codes.dtype == np.float32 and np.isfinite(codes).all()
+    np.testing.assert_allclose(codes, fitted.encode(views).z_loc.mean(0).numpy())
+    log_post = fitted.cluster_log_posteriors(views)
+    assert log_post.shape == (3, N, 3)
+    np.testing.assert_array_equal(labels, majority_vote(log_post).numpy())
+    np.testing.assert_allclose(proba, log_post.exp().mean(0).numpy(), rtol=1e-6)
+    weights = fitted.cluster_weights_
+    assert weights.shape == (3,) and weights.sum() == pytest.approx(1.0, abs=1e-6)
+    assert fitted.history_["epoch"] == [float(e) for e in range(10)]
+    # a batch of one works (no batch-size dependence in inference)
+    one = [v[:1] for v in views]
+    assert fitted.predict(one)[0] == labels[0]
+
+
+def test_predict_is_majority_vote_of_modalities(fitted, data):
+    """Recompute the vote by hand from the per-modality posteriors."""
+    views, _ = data
+    log_post = fitted.cluster_log_posteriors(views).numpy()  # [M, N, C]
+    votes = np.stack([np.bincount(col, minlength=3) for col in log_post.argmax(-1).T])  # [N, C]
+    mass = np.exp(log_post).sum(0)
+    expected = []
+    for v, s in zip(votes, mass):
+        top = np.flatnonzero(v == v.max())
+        expected.append(top[np.argmax(s[top])])
+    np.testing.assert_array_equal(fitted.predict(views), np.array(expected))
+
+
+def test_recovers_well_separated_clusters(fitted, data):
+    views, y = data
+    assert normalized_mutual_info_score(y, fitted.predict(views)) > 0.8
+    scores = fitted.score(views, y)
+    assert scores["nmi"] > 0.8 and set(scores) >= {"nmi", "ari", "acc"}
+
+
+# ----------------------------------------------------------------------------------------
+# persistence
+# ----------------------------------------------------------------------------------------
+def test_save_load_round_trip(fitted, data, tmp_path):
+    views, _ = data
+    path = fitted.save(tmp_path / "model")
+    assert (path / "config.json").exists() and (path / "weights.safetensors").exists()
+    loaded = CMVAE.load(path)
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.predict(views), fitted.predict(views))
+    np.testing.assert_array_equal(loaded.transform(views), fitted.transform(views))
+    np.testing.assert_array_equal(loaded.predict_proba(views), fitted.predict_proba(views))
+    np.testing.assert_array_equal(loaded.cluster_weights_, fitted.cluster_weights_)
+    # saving over an existing folder replaces it and leaves no temporary folders behind
+    (path / "stale.txt").write_text("from an older save")
+    fitted.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.safetensors"]
+    np.testing.assert_array_equal(CMVAE.load(path).predict(views), fitted.predict(views))
+
+
+def test_load_missing_path_raises(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        CMVAE.load(missing)
+
+
+def test_load_wrong_format_version_raises(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    config["format_version"] = 999
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="format 999"):
+        CMVAE.load(path)
+
+
+# ----------------------------------------------------------------------------------------
+# input validation
+# ----------------------------------------------------------------------------------------
+def test_fit_rejects_bad_views(data):
+    views, _ = data
+    model = CMVAE(epochs=1, **FAST)
+    with pytest.raises(DataValidationError, match="different numbers of samples"):
+        model.fit([views[0], views[1][:-1], views[2]])
+    with pytest.raises(DataValidationError, match="list"):
+        model.fit(views[0])
+    with pytest.raises(DataValidationError, match=r"\[N, C, H, W\]"):
+        model.fit([views[0][:, :, None], views[1]])
+    with_nan = views[1].copy()
+    with_nan[7, 2] = np.nan
+    with pytest.raises(DataValidationError, match=r"NaN.*sample 7"):
+        model.fit([views[0], with_nan, views[2]])
+    with pytest.raises(DataValidationError, match="at least 2 modalities"):
+        model.fit([views[0]])
+    assert model.module_ is None  # nothing was built
+
+
+def test_predict_rejects_mismatched_views(fitted, data):
+    views, _ = data
+    with pytest.raises(DataValidationError, match=r"modality 1.*\[4\].*\[5\]"):
+        fitted.predict([views[0], views[1][:, :4], views[2]])
+    with pytest.raises(DataValidationError, match="modality 2"):
+        fitted.transform([views[0], views[1], np.zeros((N, 1, 6, 6), np.float32)])
+    with pytest.raises(DataValidationError, match="expected 3 modalities"):
+        fitted.predict(views[:2])
+    bad = views[0].copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(DataValidationError, match="NaN/inf"):
+        fitted.predict_proba([bad, views[1], views[2]])
+    with pytest.raises(DataValidationError, match="list"):
+        fitted.predict(views[0])
+
+
+def test_constructor_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="estimator"):
+        CMVAE(estimator="reinforce")
+    with pytest.raises(ValueError, match="n_clusters"):
+        CMVAE(n_clusters=0)
+    with pytest.raises(ValueError, match="latent_family"):
+        CMVAE(latent_family="student")
+
+
+def test_not_fitted_errors():
+    model = CMVAE(**FAST)
+    views, _ = make_data(9)
+    for call in (
+        lambda: model.predict(views),
+        lambda: model.predict_proba(views),
+        lambda: model.transform(views),
+        lambda: model.sample(2),
+        lambda: model.save("unused"),
+        lambda: model.cluster_weights_,
+    ):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+
+
+# ----------------------------------------------------------------------------------------
+# checkpoints and resume
+# ----------------------------------------------------------------------------------------
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    views, _ = make_data(128, seed=1)
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        CMVAE(epochs=1, **FAST).fit(views, out_dir=out, resume=True)
+    first = CMVAE(epochs=1, **FAST).fit(views, out_dir=out)
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 2  # 128 / 64
+    second = CMVAE(epochs=3, **FAST).fit(views, out_dir=out, resume=True)
+    # only the two new epochs ran, starting where the first run stopped
+    assert second.history_["epoch"] == [1.0, 2.0]
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
+    assert first.history_["epoch"] == [0.0]
+    assert second.predict(views).shape == (128,)
+
+
+# ----------------------------------------------------------------------------------------
+# generation
+# ----------------------------------------------------------------------------------------
+def test_sample_shapes_and_pruned_cluster(fitted, data):
+    views, _ = data
+    samples = fitted.sample(5)
+    assert [s.shape for s in samples] == [(5, *shape) for shape in SHAPES]
+    assert all(np.isfinite(s).all() for s in samples)
+    assert samples[2].min() >= 0 and samples[2].max() <= 1  # sigmoid image means
+    per_cluster = fitted.sample(4, cluster=1)
+    assert [s.shape for s in per_cluster] == [(4, *shape) for shape in SHAPES]
+
+    pruned = copy.deepcopy(fitted)
+    pruned.module_.prior.set_active([0, 2])
+    assert pruned.cluster_weights_[1] == 0.0
+    with pytest.raises(ValueError, match="pruned"):
+        pruned.sample(3, cluster=1)
+    assert [s.shape for s in pruned.sample(3, cluster=2)] == [(3, *shape) for shape in SHAPES]
+    assert 1 not in set(pruned.predict(views).tolist())
+    assert (pruned.predict_proba(views)[:, 1] == 0).all()
+    assert fitted.cluster_weights_[1] > 0  # the original is untouched
+
+
+def test_pruned_state_survives_save_load(fitted, tmp_path):
+    pruned = copy.deepcopy(fitted)
+    pruned.module_.prior.set_active([1, 2])
+    loaded = CMVAE.load(pruned.save(tmp_path / "pruned"))
+    assert loaded.cluster_weights_[0] == 0.0
+    with pytest.raises(ValueError, match="pruned"):
+        loaded.sample(2, cluster=0)
