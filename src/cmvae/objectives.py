@@ -120,6 +120,7 @@ def reduce_log_weights(
     estimator: EstimatorName,
     reparam_samples: tuple[torch.Tensor, ...] = (),
     beta: float = 1.0,
+    score_correction: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn log W ``[M, K, B]`` into (loss to minimise, bound value), both scalars.
 
@@ -127,6 +128,11 @@ def reduce_log_weights(
     ``log_weights``) get a gradient hook so that the encoder sees the weights
     ``(1 - beta) w~ + beta w~^2`` (squared weights for ``beta = 1``), where ``beta`` is the
     factor on log q inside ``log_weights``.
+
+    ``score_correction`` ``[M, K, B]`` (DReG only) holds, at stop-gradiented samples and live
+    encoder parameters, the part of log q whose score the DReG identity cannot move onto the
+    path: for the mixture of experts, log q(z|X) - log q(z|x_m), since z_k is drawn from
+    q(z|x_m) alone. Its score term enters the gradient as in IWAE; the loss value is unchanged.
     """
     n_samples = log_weights.shape[1]
     iw_bound = torch.logsumexp(log_weights, dim=1) - math.log(n_samples)  # [M, B]
@@ -145,6 +151,9 @@ def reduce_log_weights(
                     factor = (1.0 - beta) + beta * normalised
                     sample.register_hook(lambda grad, f=factor: grad * f.unsqueeze(-1))
         surrogate = (normalised * log_weights).sum(1)  # [M, B]
+        if score_correction is not None:
+            live = score_correction - score_correction.detach()  # value 0, gradient d/dphi
+            surrogate = surrogate - beta * (normalised * live).sum(1)
         return -surrogate.mean(), iw_bound.mean().detach()
     raise ValueError(f"unknown estimator {estimator!r}; choose 'elbo', 'iwae' or 'dreg'")
 
@@ -177,7 +186,13 @@ def multimodal_objective(
     log_lik = model.cross_log_likelihoods(views, z, w_own, w_aux)  # [M_src, M_tgt, K, B]
 
     log_weights = combine_log_weights(log_lik, log_prior_z, log_prior_w, log_q_z, log_q_w, beta)
-    loss, bound = reduce_log_weights(log_weights, estimator, (z, w_own), beta=beta)
+    correction = None
+    if estimator == "dreg" and torch.is_grad_enabled():
+        z_fixed = z.detach()
+        correction = mixture_log_prob(z_family, z_fixed, post.z_loc, post.z_scale) - z_family.log_prob(
+            z_fixed, post.z_loc.unsqueeze(1), post.z_scale.unsqueeze(1)
+        ).sum(-1)
+    loss, bound = reduce_log_weights(log_weights, estimator, (z, w_own), beta=beta, score_correction=correction)
 
     with torch.no_grad():
         eye = torch.eye(m, dtype=torch.bool, device=z.device)
