@@ -252,3 +252,15 @@ def test_quickstart_uses_the_packaged_cpu_config(monkeypatch, tmp_path, capsys):
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "cmvae", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "cmvae" in proc.stdout
+
+
+def test_interrupted_training_suggests_resume(tiny, monkeypatch, tmp_path, capsys):
+    from cmvae import CMVAE
+
+    def interrupted(self, *args, **kwargs):  # what Lightning does on Ctrl-C
+        raise SystemExit(1)
+
+    monkeypatch.setattr(CMVAE, "fit", interrupted)
+    code = cli.main(["train", "--config", str(tiny["config"]), "--out", str(tmp_path / "run")])
+    assert code == 130
+    assert "--resume" in capsys.readouterr().err

@@ -316,7 +316,12 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
     with warnings.catch_warnings():
         # On resume Lightning's CSV logger drops the old rows; they are put back below.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-        model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume)
+        try:
+            model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume)
+        except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
+            print(f"training interrupted; rerun the same command with --resume to continue from "
+                  f"{out / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+            return 130
     if not _is_rank_zero():  # extra DDP processes: rank 0 saves and evaluates
         return 0
     if previous is not None:
