@@ -110,7 +110,7 @@ class ModelConfig(_Strict):
     learn_prior_scales: bool = False
     prior_mean_init_std: float = Field(1.0, ge=0)
     cluster_init: Literal["kmeans", "random"] = "kmeans"
-    cluster_init_epoch: int = Field(1, ge=0)
+    cluster_init_epoch: int | None = Field(None, ge=0)
 
 
 class TrainingConfig(_Strict):
@@ -128,6 +128,7 @@ class TrainingConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     max_time_minutes: float | None = Field(None, gt=0)
     progress: bool = True
+    low_memory: bool = False
 
 
 class RunConfig(_Strict):

@@ -395,14 +395,14 @@ class CMVAE(MultimodalEstimator):
         learn_prior_scales: bool = False,
         prior_mean_init_std: float = 1.0,
         cluster_init: str = "kmeans",
-        cluster_init_epoch: int = 1,
+        cluster_init_epoch: int | None = None,
         **kwargs: Any,
     ) -> None:
         if n_clusters < 1:
             raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
         if cluster_init not in ("kmeans", "random"):
             raise ValueError(f"cluster_init must be 'kmeans' or 'random', got {cluster_init!r}")
-        if cluster_init_epoch < 0:
+        if cluster_init_epoch is not None and cluster_init_epoch < 0:
             raise ValueError(f"cluster_init_epoch must be >= 0, got {cluster_init_epoch}")
         self.n_clusters = n_clusters
         self.learn_prior_scales = learn_prior_scales
@@ -411,9 +411,17 @@ class CMVAE(MultimodalEstimator):
         self.cluster_init_epoch = cluster_init_epoch
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, **kwargs)
 
+    @property
+    def cluster_init_epoch_(self) -> int:
+        """Epoch after which k-means places the cluster components (default: two thirds of
+        ``epochs``: the shared latent must carry the cluster structure before it is clustered)."""
+        if self.cluster_init_epoch is not None:
+            return self.cluster_init_epoch
+        return max(1, (2 * self.epochs) // 3)
+
     def _fit_callbacks(self, train: list[torch.Tensor]) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [_KMeansPriorInit(self, train, self.cluster_init_epoch, self.seed)]
+            return [_KMeansPriorInit(self, train, self.cluster_init_epoch_, self.seed)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:

@@ -199,6 +199,7 @@ def make_trainer(
                 every_n_epochs=checkpoint_every_n_epochs,
             )
         )
+        _keep_previous_metrics(out / "logs")
         loggers = [CSVLogger(out, name="logs", version="")]
         try:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -229,8 +230,20 @@ def make_trainer(
     )
 
 
+def _keep_previous_metrics(log_dir: Path) -> None:
+    """Lightning's CSV logger rewrites ``metrics.csv``; keep an earlier run's file (e.g. before
+    a resume) as ``metrics.<n>.csv`` next to it."""
+    current = log_dir / "metrics.csv"
+    if current.exists():
+        n = 1
+        while (log_dir / f"metrics.{n}.csv").exists():
+            n += 1
+        current.rename(log_dir / f"metrics.{n}.csv")
+
+
 def quiet_lightning_warnings() -> None:
     """Silence Lightning's advice that does not apply to in-memory tensor datasets."""
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")

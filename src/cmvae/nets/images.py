@@ -22,12 +22,12 @@ ImageArch = Literal["light", "resnet"]
 
 
 def downsampled_sizes(height: int, width: int, min_size: int = 4) -> list[tuple[int, int]]:
-    """Spatial sizes visited by stride-2 convolutions (kernel 4, padding 1, or 3/1 for odd sizes).
+    """Spatial sizes visited by stride-2 convolutions (kernel 3, padding 1: n -> ceil(n / 2)).
 
-    ``(28, 28) -> [(28, 28), (14, 14), (7, 7), (4, 4)]``.
+    ``(28, 28) -> [(28, 28), (14, 14), (7, 7), (4, 4)]``; at least one downsampling step.
     """
     sizes = [(height, width)]
-    while max(sizes[-1]) > min_size:
+    while max(sizes[-1]) > min_size or len(sizes) == 1:
         h, w = sizes[-1]
         sizes.append(((h + 1) // 2, (w + 1) // 2))
     return sizes
