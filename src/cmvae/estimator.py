@@ -37,7 +37,7 @@ from .models.cmvae import CMVAEModule
 from .nets import build_networks
 from .objectives import Posteriors
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views
-from .selection import majority_vote
+from .selection import SelectionResult, majority_vote
 from .training import (
     EpochHistory,
     TrainingPlan,
@@ -453,6 +453,70 @@ class CMVAE(MultimodalEstimator):
         z = self.encode(views).z_loc
         with torch.no_grad():
             return module.prior.log_posterior(z)  # type: ignore[union-attr]
+
+    def cluster_log_likelihoods(self, views: Sequence[ArrayLike], *, use_mean: bool = True) -> torch.Tensor:
+        """log p(z_m | c) for each modality's latent (posterior mean or one sample): ``[M, N, n_clusters]``."""
+        module, _ = self._fitted()
+        post = self.encode(views)
+        z = post.z_loc if use_mean else module.z_family.sample(post.z_loc, post.z_scale)
+        prior = module.prior  # type: ignore[union-attr]
+        with torch.no_grad():
+            return prior.family.log_prob(z.unsqueeze(-2), prior.means, prior.scales).sum(-1)
+
+    def select_clusters(
+        self,
+        views: Sequence[ArrayLike],
+        labels: ArrayLike | None = None,
+        *,
+        criterion: str = "entropy",
+        use_mean: bool = True,
+        eval_views: Sequence[ArrayLike] | None = None,
+        eval_labels: ArrayLike | None = None,
+        progress: Any = None,
+    ) -> "SelectionResult":
+        """Post-hoc choice of the number of clusters (the paper's Algorithm 1); the model is unchanged.
+
+        Prunes, one at a time, the cluster with the fewest points assigned on ``views`` and
+        returns K_hat = argmin_k of the mean normalised entropy of p(c|z_m) (``criterion=
+        "entropy"``) or of the released code's ``"entropy_loglik"`` score. ``use_mean``: z_m is
+        the posterior mean (else one sample). With labels, NMI/ARI at each k are reported on
+        ``eval_views``/``eval_labels`` (e.g. a test split), else on ``views``.
+        Apply the result with :meth:`apply_selection`.
+        """
+        from .selection import select_clusters
+
+        module, _ = self._fitted()
+        log_lik = self.cluster_log_likelihoods(views, use_mean=use_mean)
+        n = log_lik.shape[1]
+        eval_lik = None
+        if eval_views is not None:
+            eval_lik = self.cluster_log_likelihoods(eval_views, use_mean=True)
+            if eval_labels is None:
+                raise ValueError("eval_views given without eval_labels")
+            eval_labels = check_labels(eval_labels, eval_lik.shape[1])
+        labels_arr = check_labels(labels, n) if labels is not None else None
+        with torch.no_grad():
+            log_pi = module.prior.log_weights().detach().cpu()  # type: ignore[union-attr]
+        return select_clusters(
+            log_lik,
+            log_pi,
+            criterion=criterion,  # type: ignore[arg-type]
+            beta=self.beta,
+            dim_z=self.shared_dim,
+            labels=labels_arr,
+            eval_log_lik=eval_lik,
+            eval_labels=eval_labels,
+            progress=progress,
+        )
+
+    def apply_selection(self, result: "SelectionResult") -> "CMVAE":
+        """Keep only ``result.kept`` clusters: their pi is renormalised, the others get exactly 0."""
+        module, _ = self._fitted()
+        bad = [c for c in result.kept if not 0 <= c < self.n_clusters]
+        if bad or not result.kept:
+            raise ValueError(f"selection keeps invalid cluster ids {bad or result.kept} for {self.n_clusters} clusters")
+        module.prior.set_active(result.kept)  # type: ignore[union-attr]
+        return self
 
     def predict(self, views: Sequence[ArrayLike]) -> np.ndarray:
         """Cluster ids ``[N]``: each modality votes with argmax_c p(c | z_m); ties go to the

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
 import torch
 
 
@@ -21,3 +27,157 @@ def majority_vote(log_posteriors: torch.Tensor) -> torch.Tensor:
     # votes are integers and mass < M + 1, so this orders by votes first, then by mass.
     key = votes.to(mass.dtype) * (log_posteriors.shape[0] + 1) + mass
     return key.argmax(-1)
+
+
+# ----------------------------------------------------------------------------------------
+# Post-hoc selection of the number of clusters (Algorithm 1 of the CMVAE paper)
+# ----------------------------------------------------------------------------------------
+
+SelectionCriterion = Literal["entropy", "entropy_loglik"]
+
+
+@dataclass
+class SelectionStep:
+    """What was measured with ``k`` active clusters."""
+
+    k: int
+    entropy: float
+    score: float
+    active: list[int]
+    removed: int | None
+    counts: dict[int, int]
+    nmi: float | None = None
+    ari: float | None = None
+
+
+@dataclass
+class SelectionResult:
+    """Outcome of :func:`select_clusters`.
+
+    ``n_clusters``: the chosen K_hat; ``entropy``: {k: h_k} for every k visited;
+    ``kept``: ids of the clusters kept at K_hat; ``steps``: the full trace.
+    """
+
+    n_clusters: int
+    entropy: dict[int, float]
+    kept: list[int]
+    criterion: str
+    scores: dict[int, float]
+    steps: list[SelectionStep] = field(default_factory=list)
+
+    @property
+    def nmi(self) -> dict[int, float]:
+        return {s.k: s.nmi for s in self.steps if s.nmi is not None}
+
+    @property
+    def ari(self) -> dict[int, float]:
+        return {s.k: s.ari for s in self.steps if s.ari is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_clusters": self.n_clusters,
+            "kept": self.kept,
+            "criterion": self.criterion,
+            "steps": [asdict(s) for s in self.steps],
+        }
+
+
+def _log_posterior_restricted(log_lik: torch.Tensor, log_pi: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """log p(c | z) over the active clusters only: ``[M, N, C_all] -> [M, N, k]``."""
+    joint = log_lik[..., active] + log_pi[active]
+    return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
+
+
+def mean_normalised_entropy(log_post: torch.Tensor) -> float:
+    """Mean over data of the modality-averaged H(p(c|z_m)) / log k for ``[M, N, k]`` log-posteriors."""
+    k = log_post.shape[-1]
+    if k < 2:
+        raise ValueError("normalised entropy needs at least 2 active clusters")
+    entropy = -(log_post.exp() * log_post).nan_to_num(0.0).sum(-1) / math.log(k)  # [M, N]
+    return float(entropy.mean(0).mean())
+
+
+def select_clusters(
+    log_lik: torch.Tensor,
+    log_pi: torch.Tensor,
+    *,
+    criterion: SelectionCriterion = "entropy",
+    beta: float = 1.0,
+    dim_z: int = 1,
+    labels: np.ndarray | None = None,
+    eval_log_lik: torch.Tensor | None = None,
+    eval_labels: np.ndarray | None = None,
+    min_k: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> SelectionResult:
+    """Algorithm 1: prune the cluster with the fewest points, one at a time, and pick the k
+    with the lowest score.
+
+    ``log_lik``: log p(z_m | c) for each modality's latent and every cluster ``[M, N, C]``;
+    ``log_pi``: current log prior weights ``[C]`` (-inf for clusters already pruned).
+    At each k (from the number of active clusters down to ``min_k``) the posterior over
+    the active clusters is computed with pi renormalised over them, each point is assigned
+    by :func:`majority_vote`, and h_k = mean over points of the modality-averaged normalised
+    entropy H(p(c|z_m)) / log k is recorded. The active cluster with the fewest assigned
+    points is then dropped (ties: smaller pi, then lower id).
+
+    Scores: ``"entropy"`` -> h_k (the paper); ``"entropy_loglik"`` -> beta * h_k - mean log p(z) / dim_z
+    (the authors' released code, with log p(z) = sum_c q(c|z)[log p(z|c) + log pi_c - log q(c|z)],
+    ``dim_z`` the shared latent size).
+    K_hat = argmin over k of the score (ties: the larger k). With labels, NMI/ARI at each k are
+    computed on ``eval_log_lik``/``eval_labels`` when given, else on the selection data.
+    """
+    from .metrics import clustering_scores
+
+    if criterion not in ("entropy", "entropy_loglik"):
+        raise ValueError(f"criterion must be 'entropy' or 'entropy_loglik', got {criterion!r}")
+    if log_lik.dim() != 3 or log_lik.shape[-1] != log_pi.shape[0]:
+        raise ValueError(f"log_lik must be [M, N, C] with C = {log_pi.shape[0]}, got {list(log_lik.shape)}")
+    active = torch.isfinite(log_pi)
+    if int(active.sum()) < min_k:
+        raise ValueError(f"need at least {min_k} active clusters to select from, have {int(active.sum())}")
+    if eval_log_lik is None and labels is not None:
+        eval_log_lik, eval_labels = log_lik, labels
+    pi = log_pi.exp().clone()
+    steps: list[SelectionStep] = []
+    while True:
+        ids = torch.nonzero(active).flatten()
+        k = int(ids.numel())
+        log_pi_k = torch.full_like(log_pi, float("-inf"))
+        log_pi_k[ids] = torch.log(pi[ids] / pi[ids].sum())
+        log_post = _log_posterior_restricted(log_lik, log_pi_k, ids)  # [M, N, k]
+        entropy = mean_normalised_entropy(log_post)
+        if criterion == "entropy":
+            score = entropy
+        else:
+            log_pz = torch.logsumexp(log_lik[..., ids] + log_pi_k[ids], dim=-1)  # [M, N]
+            score = beta * entropy - float(log_pz.mean()) / dim_z
+        assign = ids[majority_vote(log_post)]  # [N] original cluster ids
+        counts = torch.bincount(assign, minlength=log_pi.shape[0])
+        step = SelectionStep(
+            k=k, entropy=entropy, score=score, active=ids.tolist(), removed=None,
+            counts={int(c): int(counts[c]) for c in ids},
+        )
+        if eval_log_lik is not None and eval_labels is not None:
+            eval_post = _log_posterior_restricted(eval_log_lik, log_pi_k, ids)
+            scores = clustering_scores(np.asarray(eval_labels), ids[majority_vote(eval_post)].numpy())
+            step.nmi, step.ari = float(scores["nmi"]), float(scores["ari"])
+        steps.append(step)
+        if progress is not None:
+            progress(k)
+        if k <= min_k:
+            break
+        # fewest assigned points; ties -> smaller pi, then lower id
+        order = sorted(ids.tolist(), key=lambda c: (int(counts[c]), float(pi[c]), c))
+        step.removed = order[0]
+        active[order[0]] = False
+    best = min(steps, key=lambda s: (s.score, -s.k))
+    return SelectionResult(
+        n_clusters=best.k,
+        entropy={s.k: s.entropy for s in steps},
+        kept=best.active,
+        criterion=criterion,
+        scores={s.k: s.score for s in steps},
+        steps=steps,
+    )
+
