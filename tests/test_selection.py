@@ -150,3 +150,28 @@ def test_apply_selection_rejects_invalid_ids():
 
     with pytest.raises(ValueError, match="invalid cluster ids"):
         model.apply_selection(SelectionResult(2, {}, [0, 7], "entropy", {}))
+
+
+def test_training_with_three_times_the_clusters_then_selecting_recovers_the_true_number():
+    """4 well-separated clusters seen through 3 views; CMVAE with K = 12, then Algorithm 1."""
+    rng = np.random.default_rng(0)
+    n_true, n = 4, 600
+    labels = rng.integers(0, n_true, n)
+    views = []
+    for dim in (8, 6, 10):
+        centers = rng.normal(0, 3, size=(n_true, dim))
+        views.append((centers[labels] + rng.normal(0, 1, size=(n, dim))).astype(np.float32))
+    model = CMVAE(
+        n_clusters=3 * n_true, shared_dim=4, private_dim=2, latent_family="gaussian", likelihood="gaussian",
+        likelihood_scale=1.0, beta=1.0, epochs=30, batch_size=64, lr=3e-3, seed=0, progress=False,
+        accelerator="cpu",
+    )
+    model.fit(views)
+    res = model.select_clusters(views, labels)
+    assert res.n_clusters == n_true
+    assert len(res.kept) == n_true
+    assert sorted(res.entropy) == list(range(2, 3 * n_true + 1))
+    assert res.nmi[n_true] > 0.95
+    model.apply_selection(res)
+    assert len(np.unique(model.predict(views))) <= n_true
+    assert model.score(views, labels)["nmi"] > 0.95
