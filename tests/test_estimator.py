@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -248,3 +249,42 @@ def test_pruned_state_survives_save_load(fitted, tmp_path):
     assert loaded.cluster_weights_[0] == 0.0
     with pytest.raises(ValueError, match="pruned"):
         loaded.sample(2, cluster=0)
+
+
+# ----------------------------------------------------------------------------------------
+# checkpoints during training and the cluster initialisation schedule
+# ----------------------------------------------------------------------------------------
+class _StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_training_keeps_a_checkpoint_per_epoch(tmp_path):
+    views, _ = make_data(128, seed=2)
+    out = tmp_path / "run"
+    model = CMVAE(epochs=5, **FAST)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into an exit
+        model.fit(views, out_dir=out, callbacks=[_StopAfterFirstEpoch()])
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.exists(), "a checkpoint must exist after the first finished epoch"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+    assert not list((out / "checkpoints").glob("*.tmp*"))
+
+
+def test_cluster_components_are_initialised_even_if_training_stops_early():
+    views, y = make_data(192, seed=3)
+    model = CMVAE(epochs=2, **{**FAST, "cluster_init_epoch": 50})  # never reached by epoch count
+    torch.manual_seed(0)
+    model.fit(views)
+    means = model.module_.prior.means.detach()
+    codes = model.transform(views)
+    # the k-means placement puts every component within the cloud of codes
+    nearest = torch.cdist(means, torch.as_tensor(codes)).min(1).values
+    assert float(nearest.max()) < 1.0
+
+
+def test_default_initialisation_epoch_is_two_thirds_of_training():
+    assert CMVAE(epochs=24).cluster_init_epoch_ == 16
+    assert CMVAE(epochs=1).cluster_init_epoch_ == 1
+    assert CMVAE(epochs=30, cluster_init_epoch=5).cluster_init_epoch_ == 5

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -569,28 +570,55 @@ def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.
 
 
 class _KMeansPriorInit(L.Callback):
-    """After ``epoch`` warm-up epochs, place the cluster components on k-means centroids of
-    the posterior means (VaDE's initialisation, without a separate pre-training run)."""
+    """Place the cluster components on k-means centroids of the posterior means (VaDE's
+    initialisation, without a separate pre-training run) once warm-up is over.
+
+    Warm-up ends after ``epoch`` epochs or, when training has a time limit, after the same
+    fraction (``epoch / max_epochs``) of that time, whichever comes first. If training stops
+    before that, the components are placed at the end so the model still clusters.
+    """
 
     def __init__(self, estimator: CMVAE, views: list[torch.Tensor], epoch: int, seed: int) -> None:
         self.estimator = estimator
         self.views = views
         self.epoch = epoch
         self.seed = seed
+        self.done = False
 
-    def _init(self, pl_module: L.LightningModule) -> None:
+    def _init(self, pl_module: L.LightningModule, reason: str) -> None:
         module, schema = self.estimator._fitted()
         codes = _mixture_means(module, schema, self.views, pl_module.device)
         module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
-        log.info("cluster prior initialised by k-means on %d latent codes", codes.shape[0])
+        self.done = True
+        log.info("cluster prior initialised by k-means on %d latent codes (%s)", codes.shape[0], reason)
+
+    def _time_fraction(self, trainer: L.Trainer) -> float | None:
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # type: ignore[attr-defined]
+        if timer is None or timer._duration is None:
+            return None
+        return timer.time_elapsed("train") / timer._duration
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.epoch == 0 and trainer.current_epoch == 0:
-            self._init(pl_module)
+            self._init(pl_module, "before training")
+        elif trainer.current_epoch >= self.epoch:
+            self.done = True  # resumed after the initialisation: keep the trained components
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.epoch > 0 and trainer.current_epoch == self.epoch - 1:
-            self._init(pl_module)
+        if self.done:
+            return
+        if trainer.current_epoch + 1 >= self.epoch:
+            self._init(pl_module, f"after {trainer.current_epoch + 1} epochs")
+            return
+        fraction = self._time_fraction(trainer)
+        max_epochs = trainer.max_epochs or 0
+        if fraction is not None and max_epochs > 0 and fraction >= self.epoch / max_epochs:
+            self._init(pl_module, f"after {fraction:.0%} of the time limit")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.done:
+            log.warning("training stopped before the cluster initialisation epoch: initialising at the end")
+            self._init(pl_module, "at the end of training")
 
 
 class _ClusteringMonitor(L.Callback):

@@ -192,11 +192,12 @@ def make_trainer(
     if out_dir is not None:
         out = Path(out_dir)
         callbacks.append(
-            ModelCheckpoint(
+            ModelCheckpoint(  # checkpoints/last.ckpt after every epoch, replaced atomically
                 dirpath=out / "checkpoints",
-                save_last=True,
-                save_top_k=0,
+                filename="last",
+                save_top_k=1,
                 every_n_epochs=checkpoint_every_n_epochs,
+                enable_version_counter=False,
             )
         )
         _keep_previous_metrics(out / "logs")
