@@ -264,3 +264,32 @@ def test_interrupted_training_suggests_resume(tiny, monkeypatch, tmp_path, capsy
     code = cli.main(["train", "--config", str(tiny["config"]), "--out", str(tmp_path / "run")])
     assert code == 130
     assert "--resume" in capsys.readouterr().err
+
+
+def test_select_clusters_prints_table_writes_figure_and_applies(tiny, tmp_path, capsys):
+    import shutil
+
+    from cmvae import CMVAE
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    capsys.readouterr()
+    assert cli.main(["select-clusters", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "K_hat" in out and "mean normalised entropy" in out and "NMI" in out
+    report = json.loads((run / "selection.json").read_text())
+    assert [s["k"] for s in report["selection"]["steps"]] == [3, 2]
+    assert (run / "cluster_selection.png").stat().st_size > 0
+    assert (run / "selection.md").read_text().count("<- K_hat") == 1
+    assert (CMVAE.load(run / "model").cluster_weights_ > 0).sum() == 3  # unchanged without --apply
+    assert cli.main(["select-clusters", str(run), "--apply", "--criterion", "entropy_loglik"]) == 0
+    report = json.loads((run / "selection.json").read_text())
+    assert "before" in report and "after" in report
+    kept = report["selection"]["kept"]
+    weights = CMVAE.load(run / "model").cluster_weights_
+    assert sorted(np.flatnonzero(weights > 0).tolist()) == sorted(kept)
+
+
+def test_select_clusters_missing_run(tmp_path, capsys):
+    assert cli.main(["select-clusters", str(tmp_path / "nope")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "run folder not found")

@@ -382,22 +382,95 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return train_run(cfg, Path(args.out), resume=args.resume, overwrite=args.overwrite, console=console)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _load_run(run_dir: Path, accelerator: str):
+    """(config, model, data) of a finished run folder, with one-line errors for what is missing."""
     from . import CMVAE
     from .config import load_config, load_data
 
-    run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise CLIError(f"run folder not found: {run_dir}")
     if not (run_dir / "model" / "config.json").is_file():
         raise CLIError(f"no saved model in {run_dir} (missing model/config.json): train it with `cmvae train --out {run_dir}`")
     if not (run_dir / "config.yaml").is_file():
         raise CLIError(f"no run config in {run_dir} (missing config.yaml)")
-    console = _console()
     cfg = load_config(run_dir / "config.yaml")
-    model = CMVAE.load(run_dir / "model", accelerator=args.accelerator)
-    data = load_data(cfg.data)
-    run_evaluation(model, cfg, data, run_dir, args.split, console)
+    model = CMVAE.load(run_dir / "model", accelerator=accelerator)
+    return cfg, model, load_data(cfg.data)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    cfg, model, data = _load_run(run_dir, args.accelerator)
+    run_evaluation(model, cfg, data, run_dir, args.split, _console())
+    return 0
+
+
+def cmd_select_clusters(args: argparse.Namespace) -> int:
+    """Algorithm 1 on the training split; NMI/ARI at each k on the test split when it has labels."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .metrics import clustering_scores
+    from .plots import save_entropy_curve
+
+    run_dir = Path(args.run_dir)
+    cfg, model, data = _load_run(run_dir, args.accelerator)
+    console = _console()
+    views, labels = data.split("train")
+    eval_split = _default_split(data) if (data.test_labels is not None or labels is not None) else None
+    eval_views, eval_labels = data.split(eval_split) if eval_split else (None, None)
+    n_active = int((model.cluster_weights_ > 0).sum())
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"pruning {n_active} clusters", total=max(n_active - 1, 1))
+        result = model.select_clusters(
+            views,
+            criterion=args.criterion,
+            use_mean=not args.sample,
+            eval_views=eval_views if eval_labels is not None else None,
+            eval_labels=eval_labels,
+            progress=lambda k: progress.advance(task),
+        )
+    table = Table(title=f"Cluster selection ({args.criterion}) on the train split"
+                  + (f"; NMI/ARI on the {eval_split} split" if eval_labels is not None else ""))
+    for col in ("k", "mean normalised entropy", "score", "NMI", "ARI", "pruned next"):
+        table.add_column(col, justify="right")
+    md = ["| k | mean normalised entropy | score | NMI | ARI | pruned next |", "|---|---|---|---|---|---|"]
+    for step in result.steps:
+        mark = " <- K_hat" if step.k == result.n_clusters else ""
+        cells = [f"{step.k}{mark}", f"{step.entropy:.4f}", f"{step.score:.4f}",
+                 "-" if step.nmi is None else f"{step.nmi:.3f}", "-" if step.ari is None else f"{step.ari:.3f}",
+                 "-" if step.removed is None else str(step.removed)]
+        table.add_row(*cells, style="bold green" if mark else None)
+        md.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    ks = [s.k for s in result.steps]
+    png = save_entropy_curve(
+        ks, [s.entropy for s in result.steps], run_dir / "cluster_selection.png",
+        nmi=[s.nmi for s in result.steps] if eval_labels is not None else None,
+        ari=[s.ari for s in result.steps] if eval_labels is not None else None,
+        chosen_k=result.n_clusters, title=f"CMVAE cluster selection: K_hat = {result.n_clusters}",
+    )
+    report: dict[str, Any] = {"selection": result.to_dict(), "eval_split": eval_split}
+    if eval_labels is not None:
+        report["before"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
+    if args.apply:
+        model.apply_selection(result)
+        model.save(run_dir / "model")
+        if eval_labels is not None:
+            report["after"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
+    (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (run_dir / "selection.md").write_text(
+        f"# Cluster selection for `{run_dir}`\n\nK_hat = {result.n_clusters} (criterion: {args.criterion}); "
+        f"kept clusters: {result.kept}\n\n" + "\n".join(md) + "\n"
+    )
+    console.print(f"K_hat = {result.n_clusters}; kept clusters {result.kept}")
+    for key in ("before", "after"):
+        if key in report:
+            sc = report[key]
+            console.print(f"{key} selection ({eval_split} split): NMI {sc['nmi']:.3f}  ARI {sc['ari']:.3f}  "
+                          f"ACC {sc['acc']:.3f}  clusters used {sc['n_clusters_used']}")
+    console.print(f"wrote {png}, {run_dir / 'selection.md'}, {run_dir / 'selection.json'}"
+                  + (f"; pruned model saved to {run_dir / 'model'}" if args.apply else " (model unchanged; --apply prunes it)"))
     return 0
 
 
@@ -451,6 +524,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data split (default: test when it has labels, else train)")
     p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("select-clusters", parents=[common], help="choose the number of clusters post hoc",
+                       description="The paper's Algorithm 1: prune the smallest cluster one at a time and pick "
+                       "the k with the lowest mean normalised entropy of p(c|z). Prints the table, writes "
+                       "RUN_DIR/cluster_selection.png, selection.md and selection.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--apply", action="store_true", help="prune the saved model to the chosen clusters")
+    p.add_argument("--criterion", choices=("entropy", "entropy_loglik"), default="entropy",
+                   help="entropy (the paper, default) or entropy_loglik (the authors' released code)")
+    p.add_argument("--sample", action="store_true", help="use one sample of q(z|x_m) instead of its mean")
+    p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
+    p.set_defaults(func=cmd_select_clusters)
 
     p = sub.add_parser("quickstart", parents=[common, run_opts], help="PolyMNIST end to end on the CPU (~20 min)",
                        description="Build PolyMNIST offline, train the packaged CPU config and evaluate it.")
