@@ -68,6 +68,26 @@ def pick_device(accelerator: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+class _seeded:
+    """Context manager: with a seed, run on a forked torch RNG seeded with it (the global RNG is untouched)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._fork: Any = None
+
+    def __enter__(self) -> None:
+        if self.seed is not None:
+            devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+            self._fork = torch.random.fork_rng(devices=devices)
+            self._fork.__enter__()
+            torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fork is not None:
+            self._fork.__exit__(*exc)
+            self._fork = None
+
+
 class MultimodalEstimator:
     """Common fit/transform/save/load machinery of the multimodal VAEs.
 
@@ -298,6 +318,123 @@ class MultimodalEstimator:
     def transform(self, views: Sequence[ArrayLike]) -> np.ndarray:
         """Shared latent codes ``[N, shared_dim]``: the mean of q(z|X), i.e. the average of the unimodal means."""
         return self.encode(views).z_loc.mean(0).numpy()
+
+    # -- generation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_latents(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> np.ndarray:
+        """Shared latents ``[n, shared_dim]`` drawn from the prior p(z) (CMVAE: c ~ pi, z ~ p(z|c);
+        ``cluster`` fixes c). :meth:`sample` decodes exactly these draws."""
+        module, _ = self._fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        with _seeded(seed):
+            return module.sample_prior_z(n, cluster).cpu().numpy()
+
+    @torch.no_grad()
+    def sample(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> list[np.ndarray]:
+        """Unconditional samples: c ~ pi (or ``cluster``), z ~ p(z|c), w_m ~ p(w_m), x_m = decoder mean.
+
+        Returns M arrays ``[n, *shape_m]`` (images in [0, 1]; tabular data in its original units).
+        """
+        module, schema = self._fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        module.eval()
+        with _seeded(seed):
+            z = module.sample_prior_z(n, cluster)
+            decoded = module.generate_from_z(z, range(module.n_modalities))
+        return [schema.from_model_output(m, decoded[m]) for m in range(module.n_modalities)]
+
+    def _partial_views(self, views: Sequence[ArrayLike | None]) -> list[torch.Tensor | None]:
+        """Check views with ``None`` for unobserved modalities against the schema (one modality at a time)."""
+        _, schema = self._fitted()
+        if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
+            raise DataValidationError(
+                f"views must be a list with one entry per modality ({schema.n_modalities}; None for the "
+                f"unobserved ones), got {type(views).__name__}"
+            )
+        if len(views) != schema.n_modalities:
+            raise DataValidationError(
+                f"views must have one entry per modality ({schema.n_modalities}, None for the unobserved ones), "
+                f"got {len(views)}"
+            )
+        out: list[torch.Tensor | None] = []
+        for m, x in enumerate(views):
+            if x is None:
+                out.append(None)
+                continue
+            try:
+                (t,) = as_views([x], name="views", min_modalities=1)
+            except DataValidationError as err:
+                raise DataValidationError(f"modality {m}: " + str(err).replace("views[0]", "the array")) from None
+            try:
+                DataSchema([schema.modalities[m]]).check([t])
+            except DataValidationError as err:  # the one-modality schema calls it "modality 0"
+                raise DataValidationError(str(err).replace("modality 0:", f"modality {m}:", 1)) from None
+            out.append(t)
+        observed = {m: int(t.shape[0]) for m, t in enumerate(out) if t is not None}
+        if not observed:
+            raise DataValidationError("generate needs at least one observed modality; every entry of views is None")
+        if len(set(observed.values())) != 1:
+            raise DataValidationError(
+                "the observed modalities have different numbers of samples "
+                + ", ".join(f"modality {m}: {n}" for m, n in observed.items())
+                + "; they must be paired"
+            )
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        views: Sequence[ArrayLike | None],
+        targets: Sequence[int] | None = None,
+        *,
+        use_mean: bool = False,
+        batch_size: int = 512,
+        seed: int | None = None,
+    ) -> list[np.ndarray | None]:
+        """Cross-modal generation from any subset of observed modalities.
+
+        ``views``: one entry per modality, ``None`` for the unobserved ones (at least one
+        observed, all observed with the same N). z comes from the mixture posterior of the
+        observed modalities (per sample, an observed modality picked uniformly, then
+        z ~ q(z | x_m); ``use_mean=True``: the mixture mean, i.e. the average of the observed
+        unimodal means), w_m ~ p(w_m) for each target, and x_m is the decoder mean.
+        ``targets`` defaults to the unobserved modalities (every modality when all are observed).
+
+        Returns a list of length M: ``[N, *shape_m]`` arrays at the target positions, None elsewhere.
+        """
+        module, schema = self._fitted()
+        checked = self._partial_views(views)
+        n_mod = schema.n_modalities
+        if targets is None:
+            targets = [m for m, x in enumerate(checked) if x is None] or list(range(n_mod))
+        targets = [int(t) for t in targets]
+        if not targets:
+            raise ValueError("targets is empty: name at least one modality to generate")
+        bad = [t for t in targets if not 0 <= t < n_mod]
+        if bad:
+            raise ValueError(f"targets {bad} out of range: modalities are 0..{n_mod - 1}")
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"targets {targets} repeat a modality")
+        device = pick_device(self.accelerator)
+        module.to(device).eval()
+        n = next(int(t.shape[0]) for t in checked if t is not None)
+        parts: dict[int, list[np.ndarray]] = {t: [] for t in targets}
+        try:
+            with _seeded(seed):
+                for start in range(0, n, batch_size):
+                    batch: list[torch.Tensor | None] = [
+                        None if x is None else DataSchema([schema.modalities[m]]).to_model_input(
+                            [x[start : start + batch_size]], device)[0]
+                        for m, x in enumerate(checked)
+                    ]
+                    z = module.sample_subset_z(batch, use_mean=use_mean)
+                    for t, x in module.generate_from_z(z, targets).items():
+                        parts[t].append(schema.from_model_output(t, x))
+        finally:
+            module.to("cpu")
+        return [np.concatenate(parts[m]) if m in parts else None for m in range(n_mod)]
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -533,21 +670,6 @@ class CMVAE(MultimodalEstimator):
         from .metrics import clustering_scores
 
         return clustering_scores(np.asarray(y), self.predict(views))
-
-    @torch.no_grad()
-    def sample(self, n: int, cluster: int | None = None) -> list[np.ndarray]:
-        """Unconditional samples: c ~ pi (or ``cluster``), z ~ p(z|c), w_m ~ p(w_m), x_m = decoder mean.
-
-        Returns M arrays ``[n, *shape_m]`` (images in [0, 1]).
-        """
-        module, schema = self._fitted()
-        z = module.sample_prior_z(n, cluster)
-        out = []
-        for m in range(module.n_modalities):
-            w = module.private_prior.sample_prior((n,), z)
-            decoded = module.decode(m, z, w)
-            out.append(schema.from_model_output(m, module.likelihoods[m].mean(decoded)))
-        return out
 
 
 @torch.no_grad()

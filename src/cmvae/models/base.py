@@ -87,6 +87,36 @@ class MultimodalVAE(nn.Module):
         parts = [self.encode_modality(m, x) for m, x in enumerate(views)]
         return Posteriors(*(torch.stack(p) for p in zip(*parts)))
 
+    # -- generation ------------------------------------------------------------------------
+    def encode_subset(self, views: Sequence[torch.Tensor | None]) -> tuple[list[int], Posteriors]:
+        """Posteriors of the observed modalities only (``None`` = unobserved):
+        (observed ids, fields ``[M_obs, B, dim]``)."""
+        observed = [m for m, x in enumerate(views) if x is not None]
+        if not observed:
+            raise ValueError("at least one modality must be observed")
+        parts = [self.encode_modality(m, views[m]) for m in observed]  # type: ignore[arg-type]
+        return observed, Posteriors(*(torch.stack(p) for p in zip(*parts)))
+
+    def sample_subset_z(self, views: Sequence[torch.Tensor | None], *, use_mean: bool = False) -> torch.Tensor:
+        """z from the mixture posterior q(z | X_S) = (1/|S|) sum_{m in S} q(z | x_m) of the observed
+        modalities S: per sample, an observed modality is picked uniformly and z drawn from its
+        q(z | x_m). ``use_mean``: the mixture's mean (the average of the unimodal means). ``[B, dz]``."""
+        _, post = self.encode_subset(views)
+        if use_mean:
+            return post.z_loc.mean(0)
+        k, b = post.z_loc.shape[:2]
+        pick = torch.randint(k, (b,), device=post.z_loc.device)
+        rows = torch.arange(b, device=post.z_loc.device)
+        return self.z_family.sample(post.z_loc[pick, rows], post.z_scale[pick, rows])
+
+    def generate_from_z(self, z: torch.Tensor, targets: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Decoder means of the ``targets`` for shared latents ``z`` ``[B, dz]``, with w_m ~ p(w_m)."""
+        out = {}
+        for m in targets:
+            w = self.private_prior.sample_prior((z.shape[0],), z)
+            out[m] = self.likelihoods[m].mean(self.decode(m, z, w))
+        return out
+
     def decode(self, m: int, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Decoder output of modality ``m`` for latents ``[..., dz]`` and ``[..., dw]``: ``[..., *shape_m]``."""
         lead = z.shape[:-1]
