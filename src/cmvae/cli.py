@@ -6,6 +6,8 @@
     cmvae data polymnist [--root DIR] [--seed S]
     cmvae train --config CONFIG.yaml --out RUN_DIR [--epochs N] [--accelerator gpu --devices 2] [--resume]
     cmvae evaluate RUN_DIR [--split test|train]
+    cmvae evaluate RUN_DIR --generation [--classifier-epochs N]   # coherence, FD (classifier features)
+    cmvae sample RUN_DIR [--per-cluster 3] [--out FILE]
 
 The commands are thin: they parse arguments, call the library, print tables and write
 files. A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/last.ckpt``,
@@ -51,6 +53,10 @@ RUN_OUTPUTS = (
     "training_curves.png",
     "evaluation.md",
     "evaluation.json",
+    "samples.png",
+    "conditional_samples.png",
+    "generation.md",
+    "generation.json",
 )
 
 
@@ -401,6 +407,8 @@ def _load_run(run_dir: Path, accelerator: str):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg, model, data = _load_run(run_dir, args.accelerator)
+    if getattr(args, "generation", False):
+        return run_generation_evaluation(model, cfg, data, run_dir, args, _console())
     run_evaluation(model, cfg, data, run_dir, args.split, _console())
     return 0
 
@@ -474,6 +482,103 @@ def cmd_select_clusters(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- generation
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Unconditional grid (one row per active cluster) and a conditional grid from test inputs."""
+    from .generation import image_modalities, save_conditional_grid, save_sample_grid
+
+    run_dir = Path(args.run_dir)
+    if args.per_cluster < 1 or args.n_conditional < 1:
+        raise CLIError("--per-cluster and --n-conditional must be >= 1")
+    cfg, model, data = _load_run(run_dir, args.accelerator)
+    console = _console()
+    mods = image_modalities(model)
+    if not mods:
+        raise CLIError("the model has no image modality ([C, H, W] with 1 or 3 channels): nothing to draw")
+    out = Path(args.out) if args.out else run_dir / "samples.png"
+    png = save_sample_grid(model, out, args.per_cluster, seed=args.seed)
+    written = [png]
+    source = mods[0] if args.source is None else args.source
+    if source not in mods:
+        raise CLIError(f"--source {source} is not an image modality (image modalities: {mods})")
+    if len(mods) > 1:
+        split = "test" if data.test_views is not None else "train"
+        views, labels = data.split(split)
+        cond_out = Path(args.conditional_out) if args.conditional_out else run_dir / "conditional_samples.png"
+        written.append(save_conditional_grid(model, views, cond_out, source=source, n=args.n_conditional,
+                                             labels=labels, seed=args.seed))
+        console.print(f"conditional grid: {args.n_conditional} {split} inputs of modality {source}, "
+                      f"generated modalities {[m for m in mods if m != source]}")
+    else:
+        console.print("one image modality: no conditional grid")
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Namespace, console) -> int:
+    """Coherence and FD (classifier features) of a run; classifiers cached in RUN_DIR/classifiers."""
+    from rich.table import Table
+
+    from .estimator import pick_device
+    from .generation import evaluate_generation, load_or_train_classifiers
+    from .metrics.frechet import FD_NAME, frechet_inception_distance
+
+    start = time.monotonic()
+    if args.inception_weights:
+        try:
+            frechet_inception_distance(None, None, args.inception_weights)
+        except NotImplementedError as err:
+            raise CLIError(str(err)) from None
+    train_views, train_labels = data.split("train")
+    if train_labels is None:
+        raise CLIError("the training split has no labels: cannot train the coherence classifiers")
+    if data.test_views is not None and data.test_labels is not None:
+        split, (views, labels) = "test", data.split("test")
+    else:
+        split, views, labels = "train", train_views, train_labels
+        console.print("no labelled test split: scoring on the training split")
+    folder = run_dir / "classifiers"
+    device = str(pick_device(args.accelerator))
+    with console.status("coherence classifiers") as status:
+        clf, trained = load_or_train_classifiers(
+            folder, train_views, train_labels, test_views=views, test_labels=labels,
+            epochs=args.classifier_epochs, seed=cfg.training.seed, retrain=args.retrain_classifiers,
+            max_train=args.classifier_max_train, device=device,
+            progress=lambda m, e, loss: status.update(f"classifier of modality {m}: epoch {e + 1}, loss {loss:.3f}"),
+        )
+    secs = clf.info.get("train_seconds")
+    console.print(f"classifiers {'trained in ' + _fmt_duration(secs) if trained and secs is not None else 'loaded'}"
+                  f" ({folder})")
+    with console.status("generating") as status:
+        report = evaluate_generation(
+            model, clf, views, labels, n_samples=args.n_samples,
+            max_samples=args.max_samples if args.max_samples > 0 else None,
+            reference_views=train_views if split == "test" else None, seed=cfg.training.seed,
+            progress=status.update,
+        )
+    title = f"Generation of `{run_dir}` ({split} split)"
+    table = Table(title=f"Coherence on {report.n_eval} {split} tuples, {report.n_samples} unconditional samples")
+    table.add_column("coherence")
+    table.add_column("value", justify="right")
+    for row in report.coherence_rows():
+        table.add_row(*row)
+    console.print(table)
+    table = Table(title=f"Per modality ({FD_NAME}: lower is better; not the FID)")
+    for i, col in enumerate(report.MODALITY_HEADER):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in report.modality_rows():
+        table.add_row(*row)
+    console.print(table)
+    (run_dir / "generation.md").write_text(report.to_markdown(title))
+    payload = {**report.to_dict(), "split": split, "classifiers_dir": str(folder), "classifiers_trained_now": trained,
+               "elapsed_seconds": round(time.monotonic() - start, 1), "cmvae_version": __version__}
+    (run_dir / "generation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    console.print(f"wrote {run_dir / 'generation.md'} and {run_dir / 'generation.json'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -523,7 +628,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "train"), default=None,
                    help="data split (default: test when it has labels, else train)")
     p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
+    g = p.add_argument_group("generation (--generation)")
+    g.add_argument("--generation", action="store_true",
+                   help="score generation instead of clustering: coherence and FD (classifier features), "
+                   "written to RUN_DIR/generation.{md,json}")
+    g.add_argument("--classifier-epochs", type=int, default=3, help="epochs of the coherence classifiers (default 3)")
+    g.add_argument("--classifier-max-train", type=int, default=None,
+                   help="train the classifiers on at most this many tuples (default all)")
+    g.add_argument("--retrain-classifiers", action="store_true", help="ignore the classifiers cached in RUN_DIR/classifiers")
+    g.add_argument("--n-samples", type=int, default=1000, help="unconditional samples (default 1000)")
+    g.add_argument("--max-samples", type=int, default=1000,
+                   help="test tuples for conditional coherence and the FD (default 1000; 0 = all)")
+    g.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="local Inception weights for the standard FID (not implemented: reports why)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", parents=[common], help="draw sample grids from a trained run",
+                       description="Unconditional samples (one row per active cluster, one column block per image "
+                       "modality) to RUN_DIR/samples.png, and cross-modal samples from test inputs of one modality "
+                       "to RUN_DIR/conditional_samples.png.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--per-cluster", type=int, default=3, help="samples per cluster (default 3)")
+    p.add_argument("--out", default=None, metavar="FILE", help="unconditional grid (default RUN_DIR/samples.png)")
+    p.add_argument("--conditional-out", default=None, metavar="FILE",
+                   help="conditional grid (default RUN_DIR/conditional_samples.png)")
+    p.add_argument("--source", type=int, default=None, help="input modality of the conditional grid (default: first image modality)")
+    p.add_argument("--n-conditional", type=int, default=8, help="inputs in the conditional grid (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("select-clusters", parents=[common], help="choose the number of clusters post hoc",
                        description="The paper's Algorithm 1: prune the smallest cluster one at a time and pick "
