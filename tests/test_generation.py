@@ -321,8 +321,12 @@ def test_cli_evaluate_generation_trains_then_reuses_classifiers(run, tmp_path, c
     assert cli.main(args) == 0
     assert "classifiers loaded" in capsys.readouterr().out
     assert not json.loads((run / "generation.json").read_text())["classifiers_trained_now"]
+    assert cli.main([*args, "--split", "train"]) == 0
+    report = json.loads((run / "generation.json").read_text())
+    assert report["split"] == "train" and report["n_eval"] == 150 and report["fd_reference"] is None
     weights = tmp_path / "inception.pth"
     weights.write_bytes(b"x")
+    capsys.readouterr()
     assert cli.main([*args, "--inception-weights", str(weights)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "not implemented" in err[0]

@@ -534,11 +534,14 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
     train_views, train_labels = data.split("train")
     if train_labels is None:
         raise CLIError("the training split has no labels: cannot train the coherence classifiers")
-    if data.test_views is not None and data.test_labels is not None:
+    if args.split != "train" and data.test_views is not None and data.test_labels is not None:
         split, (views, labels) = "test", data.split("test")
+    elif args.split == "test":
+        raise CLIError("--split test: the data has no labelled test split")
     else:
         split, views, labels = "train", train_views, train_labels
-        console.print("no labelled test split: scoring on the training split")
+        if args.split is None:
+            console.print("no labelled test split: scoring on the training split")
     folder = run_dir / "classifiers"
     device = str(pick_device(args.accelerator))
     with console.status("coherence classifiers") as status:
@@ -551,6 +554,7 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
     secs = clf.info.get("train_seconds")
     console.print(f"classifiers {'trained in ' + _fmt_duration(secs) if trained and secs is not None else 'loaded'}"
                   f" ({folder})")
+    clf.to(device)
     with console.status("generating") as status:
         report = evaluate_generation(
             model, clf, views, labels, n_samples=args.n_samples,
@@ -632,12 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--generation", action="store_true",
                    help="score generation instead of clustering: coherence and FD (classifier features), "
                    "written to RUN_DIR/generation.{md,json}")
-    g.add_argument("--classifier-epochs", type=int, default=3, help="epochs of the coherence classifiers (default 3)")
-    g.add_argument("--classifier-max-train", type=int, default=None,
+    g.add_argument("--classifier-epochs", type=int, metavar="N", default=3, help="epochs of the coherence classifiers (default 3)")
+    g.add_argument("--classifier-max-train", type=int, metavar="N", default=None,
                    help="train the classifiers on at most this many tuples (default all)")
     g.add_argument("--retrain-classifiers", action="store_true", help="ignore the classifiers cached in RUN_DIR/classifiers")
-    g.add_argument("--n-samples", type=int, default=1000, help="unconditional samples (default 1000)")
-    g.add_argument("--max-samples", type=int, default=1000,
+    g.add_argument("--n-samples", type=int, metavar="N", default=1000, help="unconditional samples (default 1000)")
+    g.add_argument("--max-samples", type=int, metavar="N", default=1000,
                    help="test tuples for conditional coherence and the FD (default 1000; 0 = all)")
     g.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="local Inception weights for the standard FID (not implemented: reports why)")
@@ -648,12 +652,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "modality) to RUN_DIR/samples.png, and cross-modal samples from test inputs of one modality "
                        "to RUN_DIR/conditional_samples.png.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--per-cluster", type=int, default=3, help="samples per cluster (default 3)")
+    p.add_argument("--per-cluster", type=int, metavar="N", default=3, help="samples per cluster (default 3)")
     p.add_argument("--out", default=None, metavar="FILE", help="unconditional grid (default RUN_DIR/samples.png)")
     p.add_argument("--conditional-out", default=None, metavar="FILE",
                    help="conditional grid (default RUN_DIR/conditional_samples.png)")
-    p.add_argument("--source", type=int, default=None, help="input modality of the conditional grid (default: first image modality)")
-    p.add_argument("--n-conditional", type=int, default=8, help="inputs in the conditional grid (default 8)")
+    p.add_argument("--source", type=int, metavar="M", default=None, help="input modality of the conditional grid (default: first image modality)")
+    p.add_argument("--n-conditional", type=int, metavar="N", default=8, help="inputs in the conditional grid (default 8)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
     p.set_defaults(func=cmd_sample)
