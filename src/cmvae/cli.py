@@ -636,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--generation", action="store_true",
                    help="score generation instead of clustering: coherence and FD (classifier features), "
                    "written to RUN_DIR/generation.{md,json}")
-    g.add_argument("--classifier-epochs", type=int, metavar="N", default=3, help="epochs of the coherence classifiers (default 3)")
+    g.add_argument("--classifier-epochs", type=int, metavar="N", default=4, help="epochs of the coherence classifiers (default 4)")
     g.add_argument("--classifier-max-train", type=int, metavar="N", default=None,
                    help="train the classifiers on at most this many tuples (default all)")
     g.add_argument("--retrain-classifiers", action="store_true", help="ignore the classifiers cached in RUN_DIR/classifiers")

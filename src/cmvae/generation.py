@@ -149,7 +149,7 @@ def load_or_train_classifiers(
     *,
     test_views: Sequence[Any] | None = None,
     test_labels: Any = None,
-    epochs: int = 3,
+    epochs: int = 4,
     seed: int = 0,
     retrain: bool = False,
     max_train: int | None = None,

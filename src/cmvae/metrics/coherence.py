@@ -15,7 +15,7 @@ training split, and :class:`ModalityClassifiers` saves/loads them as safetensors
 The functions only need ``classifiers.predict(m, x)`` and ``model.generate`` / ``model.sample``,
 so a hand-made model or classifier can stand in for tests.
 
->>> clf = train_modality_classifiers(train_views, train_labels, epochs=3, test_views=tv, test_labels=ty)
+>>> clf = train_modality_classifiers(train_views, train_labels, epochs=4, test_views=tv, test_labels=ty)
 >>> clf.test_accuracy                      # one accuracy per modality
 >>> conditional_coherence(model, clf, tv, ty).per_size   # {1: ..., 2: ..., ...}
 """
@@ -53,22 +53,27 @@ CONFIG_FILE = "classifiers.json"
 
 
 class ImageClassifier(nn.Module):
-    """Small CNN for ``[C, H, W]`` images: 3 conv layers (max-pooling while the map is >= 8 px),
-    adaptive pooling to at most 3x3, a 128-unit penultimate layer and a linear head."""
+    """Small CNN for ``[C, H, W]`` images: 3 conv + batch-norm layers (max-pooling while the map is
+    >= 8 px), the feature map flattened (average-pooled to at most 7x7 first), a 128-unit
+    penultimate layer and a linear head. On PolyMNIST (8,000 training tuples) 4 epochs reach
+    about 96% test accuracy."""
 
-    def __init__(self, shape: Sequence[int], n_classes: int, width: int = 16, feature_dim: int = 128) -> None:
+    def __init__(self, shape: Sequence[int], n_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
         c, h, w = (int(s) for s in shape)
         layers: list[nn.Module] = []
         channels = [c, width, 2 * width, 4 * width]
         for i in range(3):
-            layers += [nn.Conv2d(channels[i], channels[i + 1], 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(channels[i], channels[i + 1], 3, padding=1, bias=False),
+                       nn.BatchNorm2d(channels[i + 1]), nn.ReLU()]
             if i < 2 and min(h, w) >= 8:
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
-        pooled = (min(3, h), min(3, w))
-        layers += [nn.AdaptiveAvgPool2d(pooled), nn.Flatten()]
-        self.body = nn.Sequential(*layers, nn.Linear(channels[-1] * pooled[0] * pooled[1], feature_dim), nn.ReLU())
+        if h > 7 or w > 7:
+            h, w = min(h, 7), min(w, 7)
+            layers.append(nn.AdaptiveAvgPool2d((h, w)))
+        layers.append(nn.Flatten())
+        self.body = nn.Sequential(*layers, nn.Linear(channels[-1] * h * w, feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,20 +265,21 @@ def _input_stats(x: Any, image: bool) -> tuple[torch.Tensor, torch.Tensor]:
 def train_modality_classifiers(
     views: Sequence[Any],
     labels: Any,
-    epochs: int = 3,
+    epochs: int = 4,
     seed: int = 0,
     *,
     test_views: Sequence[Any] | None = None,
     test_labels: Any = None,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     max_train: int | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
 ) -> ModalityClassifiers:
     """Train one classifier per modality on paired ``views`` ``[N, ...]`` with ``labels`` ``[N]``.
 
-    Adam with ``lr``, ``epochs`` passes over at most ``max_train`` samples (a random subset).
+    Adam with a one-cycle schedule peaking at ``lr``, ``epochs`` passes over at most ``max_train``
+    samples (a random subset).
     With ``test_views``/``test_labels`` their accuracy is stored in ``.test_accuracy``.
     ``progress(m, epoch, loss)`` is called after every epoch.
     """
@@ -303,6 +309,8 @@ def train_modality_classifiers(
         net.in_std.copy_(std)
         net.to(device).train()
         opt = torch.optim.Adam(net.parameters(), lr=lr)
+        steps_per_epoch = -(-idx_all.shape[0] // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
         y_t = torch.as_tensor(y_all, dtype=torch.long)
         for epoch in range(epochs):
             order = idx_all[rng.permutation(idx_all.shape[0])]
@@ -315,6 +323,7 @@ def train_modality_classifiers(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
                 total += float(loss.detach()) * len(batch_idx)
                 count += len(batch_idx)
             if progress is not None:
