@@ -330,3 +330,5 @@ def test_cli_evaluate_generation_trains_then_reuses_classifiers(run, tmp_path, c
     assert cli.main([*args, "--inception-weights", str(weights)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "not implemented" in err[0]
+    assert cli.main(["evaluate", str(run), "--generation", "--n-samples", "1"]) == 2
+    assert "--n-samples must be >= 2" in capsys.readouterr().err

@@ -526,6 +526,8 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
     from .metrics.frechet import FD_NAME, frechet_inception_distance
 
     start = time.monotonic()
+    if args.n_samples < 2 or args.classifier_epochs < 1 or args.max_samples < 0:
+        raise CLIError("--n-samples must be >= 2, --classifier-epochs >= 1 and --max-samples >= 0")
     if args.inception_weights:
         try:
             frechet_inception_distance(None, None, args.inception_weights)
