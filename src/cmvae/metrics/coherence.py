@@ -55,8 +55,8 @@ CONFIG_FILE = "classifiers.json"
 class ImageClassifier(nn.Module):
     """Small CNN for ``[C, H, W]`` images: 3 conv + batch-norm layers (max-pooling while the map is
     >= 8 px), the feature map flattened (average-pooled to at most 7x7 first), a 128-unit
-    penultimate layer and a linear head. On PolyMNIST (8,000 training tuples) 4 epochs reach
-    about 96% test accuracy."""
+    penultimate layer and a linear head. On the offline PolyMNIST (8,000 training tuples), 4 epochs
+    reach 95-98% test accuracy per modality (all 5 in about 4.5 min on one CPU thread)."""
 
     def __init__(self, shape: Sequence[int], n_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
