@@ -1,0 +1,117 @@
+"""Lightning callbacks that the estimators add to ``fit``: the k-means initialisation of the
+cluster prior and the per-epoch clustering scores on labelled validation data."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Timer
+
+from .models.base import MultimodalVAE
+from .schema import DataSchema
+from .selection import majority_vote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .estimator import CMVAE, MultimodalEstimator
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
+                   max_points: int = 20000, batch_size: int = 1024) -> torch.Tensor:
+    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``.
+
+    The mixture mean rather than the stacked unimodal means: early in training the unimodal
+    codes still differ by modality, and k-means would then find the modalities, not the clusters.
+    """
+    n = min(views[0].shape[0], max_points)
+    was_training = module.training
+    module.eval()
+    codes = []
+    for start in range(0, n, batch_size):
+        batch = schema.to_model_input([x[start : min(start + batch_size, n)] for x in views], device)
+        codes.append(module.encode(batch).z_loc.mean(0).cpu())
+    module.train(was_training)
+    return torch.cat(codes)
+
+
+class KMeansPriorInit(L.Callback):
+    """Place the cluster components on k-means centroids of the posterior means (VaDE's
+    initialisation, without a separate pre-training run) once warm-up is over.
+
+    Warm-up ends after ``epoch`` epochs or, when training has a time limit, after the same
+    fraction (``epoch / max_epochs``) of that time, whichever comes first. If training stops
+    before that, the components are placed at the end so the model still clusters.
+    """
+
+    def __init__(self, estimator: "CMVAE", views: list[torch.Tensor], epoch: int, seed: int) -> None:
+        self.estimator = estimator
+        self.views = views
+        self.epoch = epoch
+        self.seed = seed
+        self.done = False
+
+    def _init(self, pl_module: L.LightningModule, reason: str) -> None:
+        module, schema = self.estimator._fitted()
+        codes = _mixture_means(module, schema, self.views, pl_module.device)
+        module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
+        self.done = True
+        log.info("cluster prior initialised by k-means on %d latent codes (%s)", codes.shape[0], reason)
+
+    def _time_fraction(self, trainer: L.Trainer) -> float | None:
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # type: ignore[attr-defined]
+        if timer is None or timer._duration is None:
+            return None
+        return timer.time_elapsed("train") / timer._duration
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epoch == 0 and trainer.current_epoch == 0:
+            self._init(pl_module, "before training")
+        elif trainer.current_epoch >= self.epoch:
+            self.done = True  # resumed after the initialisation: keep the trained components
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.done:
+            return
+        if trainer.current_epoch + 1 >= self.epoch:
+            self._init(pl_module, f"after {trainer.current_epoch + 1} epochs")
+            return
+        fraction = self._time_fraction(trainer)
+        max_epochs = trainer.max_epochs or 0
+        if fraction is not None and max_epochs > 0 and fraction >= self.epoch / max_epochs:
+            self._init(pl_module, f"after {fraction:.0%} of the time limit")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.done:
+            log.warning("training stopped before the cluster initialisation epoch: initialising at the end")
+            self._init(pl_module, "at the end of training")
+
+
+class ClusteringMonitor(L.Callback):
+    """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch."""
+
+    def __init__(self, estimator: "MultimodalEstimator", views: list[torch.Tensor], labels: np.ndarray) -> None:
+        self.estimator = estimator
+        self.views = views
+        self.labels = labels
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not hasattr(self.estimator.module_, "cluster_log_posteriors"):
+            return
+        from .metrics import clustering_scores
+
+        module, schema = self.estimator._fitted()
+        device = pl_module.device
+        log_posts = []
+        for start in range(0, self.views[0].shape[0], 1024):
+            batch = schema.to_model_input([x[start : start + 1024] for x in self.views], device)
+            log_posts.append(module.cluster_log_posteriors(batch).cpu())  # type: ignore[operator]
+        labels = majority_vote(torch.cat(log_posts, dim=1)).numpy()
+        scores = clustering_scores(self.labels, labels)
+        pl_module.log_dict({f"val/{k}": float(scores[k]) for k in ("nmi", "ari", "acc")}, prog_bar=True)
