@@ -236,6 +236,8 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
+        _require_observed(views, "views")
+        _require_observed(val_views, "val_views")
         train = as_views(views)
         val = as_views(val_views, name="val_views") if val_views is not None else None
         L.seed_everything(self.seed, workers=True, verbose=False)
@@ -368,6 +370,8 @@ class MultimodalEstimator:
         self, views: Sequence[ArrayLike | None], mask: ArrayLike | None
     ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
         """Checked views (None = unobserved modality) and the ``[N, M]`` observed mask."""
+        if mask is None:
+            mask = getattr(views, "mask", None)  # a MultimodalDataset with holes
         views = views_of(views)
         if mask is not None and isinstance(views, Sequence) and not isinstance(views, (np.ndarray, torch.Tensor)):
             obs = observation_mask(list(views), mask, _n_samples(views))
@@ -768,8 +772,21 @@ def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstim
 
 
 def _has_none(views: Any) -> bool:
-    """Whether a views list marks a modality unobserved with ``None``."""
+    """Whether views mark missing data: ``None`` entries, or a dataset with a ``mask``."""
+    if getattr(views, "mask", None) is not None:
+        return True
     return isinstance(views, (list, tuple)) and any(x is None for x in views)
+
+
+def _require_observed(views: Any, name: str) -> None:
+    """Training needs every modality of every sample (partially observed training is not supported)."""
+    mask = getattr(views, "mask", None)
+    if mask is not None and not np.asarray(mask).all():
+        n = int((~np.asarray(mask).all(1)).sum())
+        raise DataValidationError(
+            f"{name}: {n} sample(s) have missing modalities; fit needs fully observed samples "
+            "(predict/transform/generate accept missing ones)"
+        )
 
 
 def _n_samples(views: Sequence[ArrayLike | None]) -> int:
