@@ -12,31 +12,21 @@ from cmvae import CMVAE, DataValidationError
 from cmvae.data import ArrayDataset
 from cmvae.metrics import clustering_scores
 from cmvae.selection import majority_vote
-
-N = 240
-FAST = dict(
-    n_clusters=3, shared_dim=4, private_dim=2, batch_size=64, lr=5e-3, cluster_init_epoch=3,
-    progress=False, accelerator="cpu", likelihood="gaussian", seed=0,
-)
-
-
-def make_data(n: int = N, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
-    """Three views sharing 3 clusters: two tabular (well separated), one 8x8 image (noisier)."""
-    rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % 3)
-    c1, c2 = rng.normal(0, 3, (3, 6)), rng.normal(0, 3, (3, 5))
-    patterns = rng.uniform(0, 1, (3, 1, 8, 8))
-    views = [
-        (c1[y] + rng.normal(0, 1, (n, 6))).astype(np.float32),
-        (c2[y] + rng.normal(0, 1, (n, 5))).astype(np.float32),
-        np.clip(patterns[y] + rng.normal(0, 0.15, (n, 1, 8, 8)), 0, 1).astype(np.float32),
-    ]
-    return views, y
+from test_estimator import FAST, N, make_data
 
 
 @pytest.fixture(scope="module")
 def data():
-    return make_data()
+    """test_estimator's 3 clusters, with extra noise so the modalities differ in how well they
+    separate them: view 0 (tabular) weak, view 1 (tabular) strong, view 2 (8x8 image) medium."""
+    views, y = make_data()
+    rng = np.random.default_rng(1)
+    views = [
+        (views[0] + rng.normal(0, 2.5, views[0].shape)).astype(np.float32),
+        (views[1] + rng.normal(0, 2.0, views[1].shape)).astype(np.float32),
+        np.clip(views[2] + rng.normal(0, 0.4, views[2].shape), 0, 1).astype(np.float32),
+    ]
+    return views, y
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +134,7 @@ def test_missing_data_errors(fitted, data):
         fitted.transform([views[0], None, None], mask=mask)
     with pytest.raises(DataValidationError, match="no observed modality|at least one observed"):
         fitted.predict([None, None, None])
-    with pytest.raises(DataValidationError, match=r"mask must have shape \[N, M\] = \[240, 3\]"):
+    with pytest.raises(DataValidationError, match=rf"mask must have shape \[N, M\] = \[{N}, 3\]"):
         fitted.predict(views, mask=np.ones((N, 2), bool))
     with pytest.raises(DataValidationError, match="mask must be boolean"):
         fitted.predict(views, mask=np.full((N, 3), 0.5))
@@ -157,8 +147,8 @@ def test_missing_data_errors(fitted, data):
 
 
 def test_single_modality_prediction_and_more_modalities_help(fitted, data):
-    """Each single modality clusters the data; all modalities together do at least as well
-    as the average single one (fixed seed, well-separated synthetic clusters)."""
+    """Each single modality clusters the data; accuracy grows with the number of observed
+    modalities (mean over subsets of each size; fixed seed, synthetic clusters)."""
     views, y = data
     acc = {}
     for k in range(1, 4):
@@ -166,6 +156,7 @@ def test_single_modality_prediction_and_more_modalities_help(fitted, data):
             sub = [v if m in subset else None for m, v in enumerate(views)]
             acc[subset] = clustering_scores(y, fitted.predict(sub))["acc"]
     singles = [acc[(m,)] for m in range(3)]
-    assert min(singles) > 0.65, acc  # chance is 1/3
-    assert acc[(0, 1, 2)] >= np.mean(singles) - 1e-9, acc
-    assert acc[(0, 1, 2)] > 0.95, acc
+    assert min(singles) > 0.5, acc  # chance is about 1/3
+    by_k = [np.mean([a for s, a in acc.items() if len(s) == k]) for k in (1, 2, 3)]
+    assert by_k[0] < by_k[1] < by_k[2], acc  # more observed modalities, better on average
+    assert acc[(0, 1, 2)] > 0.9, acc
