@@ -51,41 +51,111 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _resolve(value: str, info: ValidationInfo, *, folder: bool = False) -> str:
+    """An existing file (or folder), a relative path taken from the config file's folder."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        p = Path(base) / p if base is not None else p
+    p = p.resolve()
+    if not (p.is_dir() if folder else p.is_file()):
+        what = "folder" if folder else "file"
+        raise ValueError(f"{what} not found: {p} (a relative path is resolved against the config file's folder)")
+    return str(p)
+
+
+class ModalitySource(_Strict):
+    """One modality of ``name: files``: ``csv: table.csv`` or ``images: folder/``.
+
+    CSV: ``columns`` (names or glob patterns; default all but id/label), ``id_column`` (pairs
+    samples across modalities), ``label_column``. Images: ``size`` (int or [H, W]),
+    ``mode`` (Pillow mode, e.g. RGB or L), ``labels_from_subfolders``. See :mod:`cmvae.data.datasets`.
+    """
+
+    csv: str | None = None
+    images: str | None = None
+    name: str | None = None
+    columns: list[str] | None = None
+    id_column: str | None = None
+    label_column: str | None = None
+    size: int | list[int] | None = None
+    mode: str | None = None
+    labels_from_subfolders: bool = False
+
+    @field_validator("csv")
+    @classmethod
+    def _resolve_csv(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve(value, info)
+
+    @field_validator("images")
+    @classmethod
+    def _resolve_images(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve(value, info, folder=True)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "ModalitySource":
+        if (self.csv is None) == (self.images is None):
+            raise ValueError("give exactly one of csv: (a CSV file) or images: (a folder of images)")
+        wrong = (
+            ["columns", "id_column", "label_column"] if self.images is not None
+            else ["size", "mode", "labels_from_subfolders"]
+        )
+        given = [k for k in wrong if getattr(self, k) not in (None, False)]
+        if given:
+            kind = "images" if self.images is not None else "csv"
+            raise ValueError(f"{', '.join(given)} do(es) not apply to a {kind} modality")
+        return self
+
+    def reader(self) -> Any:
+        """The :mod:`cmvae.data.datasets` reader of this modality."""
+        from .data.datasets import CSVModality, ImageFolderModality
+
+        if self.csv is not None:
+            return CSVModality(self.csv, self.columns, self.id_column, self.label_column, name=self.name)
+        assert self.images is not None
+        return ImageFolderModality(self.images, self.size, self.mode, self.labels_from_subfolders, name=self.name)
+
+
 class DataConfig(_Strict):
     """Where the views come from.
 
     ``name: polymnist`` builds (or loads from cache) PolyMNIST offline; ``name: arrays``
     reads an ``.npz`` with ``view0, view1, ...`` (each ``[N, ...]``), optional ``labels``
     ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. A relative
-    ``path`` is resolved against the config file's folder.
+    ``path`` is resolved against the config file's folder. ``name: files`` reads one
+    CSV file or image folder per modality (``modalities: [{csv: a.csv}, {images: dir/}]``,
+    optional ``test_modalities`` in the same form), paired by id (image file stems, CSV
+    ``id_column``) or else by position.
     """
 
-    name: Literal["polymnist", "arrays"] = "polymnist"
+    name: Literal["polymnist", "arrays", "files"] = "polymnist"
     root: str | None = Field(None, description="cache folder (default: cmvae.data.default_cache_dir())")
     seed: int = 0
     max_train: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
     n_modalities: int | None = Field(None, ge=1, description="PolyMNIST modalities (default 5)")
     path: str | None = Field(None, description="the .npz file for name: arrays")
+    modalities: list[ModalitySource] | None = Field(None, description="name: files: one source per modality")
+    test_modalities: list[ModalitySource] | None = Field(None, description="name: files: optional test split")
 
     @field_validator("path")
     @classmethod
     def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        p = Path(value).expanduser()
-        if not p.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            p = Path(base) / p if base is not None else p
-        p = p.resolve()
-        if not p.is_file():
-            raise ValueError(f"file not found: {p} (a relative path is resolved against the config file's folder)")
-        return str(p)
+        return None if value is None else _resolve(value, info)
 
     @model_validator(mode="after")
     def _check_source(self) -> "DataConfig":
         if self.name == "arrays" and self.path is None:
             raise ValueError("name: arrays needs path: an .npz file with view0, view1, ... (and optional labels)")
+        if self.name == "files":
+            if not self.modalities:
+                raise ValueError("name: files needs modalities: a list like [{csv: a.csv}, {images: folder/}]")
+            if self.test_modalities is not None and len(self.test_modalities) != len(self.modalities):
+                raise ValueError(
+                    f"test_modalities lists {len(self.test_modalities)} sources for {len(self.modalities)} modalities"
+                )
+        elif self.modalities is not None or self.test_modalities is not None:
+            raise ValueError(f"modalities/test_modalities apply to name: files, not name: {self.name}")
         return self
 
 
@@ -340,8 +410,34 @@ def load_data(cfg: DataConfig) -> RunData:
             ds.test_labels,
             info={"source": f"PolyMNIST (digits: {ds.source})", "cache_dir": str(ds.cache_dir)},
         )
+    if cfg.name == "files":
+        return _load_files(cfg)
     assert cfg.path is not None
     data = load_arrays(cfg.path)
+    rng = np.random.default_rng(cfg.seed)
+    data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
+    if data.test_views is not None:
+        data.test_views, data.test_labels = _subset(data.test_views, data.test_labels, cfg.max_test, rng)
+    return data
+
+
+def _load_files(cfg: DataConfig) -> RunData:
+    """``name: files``: read and pair the modality sources (see :mod:`cmvae.data.datasets`)."""
+    from .data.datasets import from_modalities
+
+    assert cfg.modalities is not None
+    train = from_modalities([m.reader() for m in cfg.modalities])
+    test = from_modalities([m.reader() for m in cfg.test_modalities]) if cfg.test_modalities else None
+    for split, ds in (("train", train), ("test", test)):
+        if ds is not None and ds.mask is not None:
+            raise DataValidationError(f"{split} data has missing entries; a run config needs fully observed samples")
+    data = RunData(
+        train.to_views(),
+        train.labels,
+        test.to_views() if test is not None else None,
+        test.labels if test is not None else None,
+        info={"source": "files: " + ", ".join(train.names or [])},
+    )
     rng = np.random.default_rng(cfg.seed)
     data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
     if data.test_views is not None:

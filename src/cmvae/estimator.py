@@ -35,9 +35,10 @@ from .callbacks import ClusteringMonitor, KMeansPriorInit
 from .distributions import likelihood as make_likelihood
 from .models.base import MultimodalVAE
 from .models.cmvae import CMVAEModule
+from .missing import fill_unobserved, masked_mean, observation_mask
 from .nets import build_networks
 from .objectives import Posteriors
-from .schema import ArrayLike, DataSchema, DataValidationError, as_views
+from .schema import ArrayLike, DataSchema, DataValidationError, as_views, views_of
 from .selection import SelectionResult, majority_vote
 from .training import (
     EpochHistory,
@@ -235,6 +236,8 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
+        _require_observed(views, "views")
+        _require_observed(val_views, "val_views")
         train = as_views(views)
         val = as_views(val_views, name="val_views") if val_views is not None else None
         L.seed_everything(self.seed, workers=True, verbose=False)
@@ -300,8 +303,16 @@ class MultimodalEstimator:
         return tensors
 
     @torch.no_grad()
-    def encode(self, views: Sequence[ArrayLike], batch_size: int = 512) -> Posteriors:
-        """Unimodal posterior parameters, on CPU: ``[M, N, dim]`` per field."""
+    def encode(
+        self, views: Sequence[ArrayLike | None], batch_size: int = 512, *, mask: ArrayLike | None = None
+    ) -> Posteriors:
+        """Unimodal posterior parameters, on CPU: ``[M, N, dim]`` per field.
+
+        ``None`` entries in ``views`` (unobserved modality) and ``mask`` ``[N, M]`` (True =
+        observed; see :mod:`cmvae.missing`) mark missing data: those entries are NaN.
+        """
+        if mask is not None or _has_none(views):
+            return self._posteriors(views, mask, batch_size)[0]
         module, schema = self._fitted()
         tensors = self._checked_views(views)
         device = pick_device(self.accelerator)
@@ -315,9 +326,70 @@ class MultimodalEstimator:
         module.to("cpu")
         return Posteriors(*(torch.cat(fields, dim=1) for fields in zip(*((p.z_loc, p.z_scale, p.w_loc, p.w_scale) for p in parts))))
 
-    def transform(self, views: Sequence[ArrayLike]) -> np.ndarray:
-        """Shared latent codes ``[N, shared_dim]``: the mean of q(z|X), i.e. the average of the unimodal means."""
-        return self.encode(views).z_loc.mean(0).numpy()
+    def _posteriors(
+        self, views: Sequence[ArrayLike | None], mask: ArrayLike | None, batch_size: int = 512
+    ) -> tuple[Posteriors, torch.Tensor | None]:
+        """Posteriors ``[M, N, dim]`` and the observed mask ``[N, M]`` (None when everything is observed,
+        in which case the fully observed code path is used). Unobserved entries are NaN."""
+        if mask is None and not _has_none(views):
+            return self.encode(views, batch_size), None
+        module, schema = self._fitted()
+        checked, observed = self._observed_views(views, mask)
+        if bool(observed.all()):
+            return self.encode(checked, batch_size), None  # type: ignore[arg-type]
+        device = pick_device(self.accelerator)
+        module.to(device).eval()
+        n = observed.shape[0]
+        fields: list[list[torch.Tensor]] = [[], [], [], []]
+        try:
+            with torch.no_grad():
+                for start in range(0, n, batch_size):
+                    ids, post = module.encode_subset(self._model_batch(checked, start, batch_size, device))
+                    for f, t in zip(fields, (post.z_loc, post.z_scale, post.w_loc, post.w_scale)):
+                        full = torch.full((schema.n_modalities, *t.shape[1:]), float("nan"))
+                        full[ids] = t.cpu()
+                        f.append(full)
+        finally:
+            module.to("cpu")
+        hole = ~observed.t().unsqueeze(-1)  # [M, N, 1]
+        post = Posteriors(*(torch.cat(f, dim=1).masked_fill(hole, float("nan")) for f in fields))
+        return post, observed
+
+    def _model_batch(
+        self, checked: list[torch.Tensor | None], start: int, batch_size: int, device: torch.device
+    ) -> list[torch.Tensor | None]:
+        """Rows ``start:start+batch_size`` of partially given views as model inputs (None stays None)."""
+        _, schema = self._fitted()
+        return [
+            None if x is None else DataSchema([schema.modalities[m]]).to_model_input(
+                [x[start : start + batch_size]], device)[0]
+            for m, x in enumerate(checked)
+        ]
+
+    def _observed_views(
+        self, views: Sequence[ArrayLike | None], mask: ArrayLike | None
+    ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """Checked views (None = unobserved modality) and the ``[N, M]`` observed mask."""
+        if mask is None:
+            mask = getattr(views, "mask", None)  # a MultimodalDataset with holes
+        views = views_of(views)
+        if mask is not None and isinstance(views, Sequence) and not isinstance(views, (np.ndarray, torch.Tensor)):
+            obs = observation_mask(list(views), mask, _n_samples(views))
+            views = [None if x is None else fill_unobserved(x, obs[:, m]) for m, x in enumerate(views)]
+        checked = self._partial_views(views)
+        n = next(int(t.shape[0]) for t in checked if t is not None)
+        return checked, observation_mask(checked, mask, n)
+
+    def transform(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
+        """Shared latent codes ``[N, shared_dim]``: the mean of q(z|X), i.e. the average of the unimodal means.
+
+        With missing data (``None`` views or ``mask`` ``[N, M]``, True = observed): the mean of the
+        mixture of the observed modalities' posteriors, i.e. the average of the observed means.
+        """
+        post, observed = self._posteriors(views, mask)
+        if observed is None:
+            return post.z_loc.mean(0).numpy()
+        return masked_mean(post.z_loc, observed).numpy()
 
     # -- generation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -348,6 +420,7 @@ class MultimodalEstimator:
     def _partial_views(self, views: Sequence[ArrayLike | None]) -> list[torch.Tensor | None]:
         """Check views with ``None`` for unobserved modalities against the schema (one modality at a time)."""
         _, schema = self._fitted()
+        views = views_of(views)
         if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
             raise DataValidationError(
                 f"views must be a list with one entry per modality ({schema.n_modalities}; None for the "
@@ -374,7 +447,7 @@ class MultimodalEstimator:
             out.append(t)
         observed = {m: int(t.shape[0]) for m, t in enumerate(out) if t is not None}
         if not observed:
-            raise DataValidationError("generate needs at least one observed modality; every entry of views is None")
+            raise DataValidationError("need at least one observed modality; every entry of views is None")
         if len(set(observed.values())) != 1:
             raise DataValidationError(
                 "the observed modalities have different numbers of samples "
@@ -392,6 +465,7 @@ class MultimodalEstimator:
         use_mean: bool = False,
         batch_size: int = 512,
         seed: int | None = None,
+        mask: ArrayLike | None = None,
     ) -> list[np.ndarray | None]:
         """Cross-modal generation from any subset of observed modalities.
 
@@ -401,11 +475,15 @@ class MultimodalEstimator:
         z ~ q(z | x_m); ``use_mean=True``: the mixture mean, i.e. the average of the observed
         unimodal means), w_m ~ p(w_m) for each target, and x_m is the decoder mean.
         ``targets`` defaults to the unobserved modalities (every modality when all are observed).
+        ``mask`` ``[N, M]`` (True = observed) adds per-sample holes: each sample's z comes from
+        the mixture of its own observed modalities.
 
         Returns a list of length M: ``[N, *shape_m]`` arrays at the target positions, None elsewhere.
         """
         module, schema = self._fitted()
-        checked = self._partial_views(views)
+        checked, observed = self._observed_views(views, mask)
+        given = [m for m, x in enumerate(checked) if x is not None]
+        holes = None if bool(observed[:, given].all()) else observed  # per-sample holes only
         n_mod = schema.n_modalities
         if targets is None:
             targets = [m for m, x in enumerate(checked) if x is None] or list(range(n_mod))
@@ -424,12 +502,9 @@ class MultimodalEstimator:
         try:
             with _seeded(seed):
                 for start in range(0, n, batch_size):
-                    batch: list[torch.Tensor | None] = [
-                        None if x is None else DataSchema([schema.modalities[m]]).to_model_input(
-                            [x[start : start + batch_size]], device)[0]
-                        for m, x in enumerate(checked)
-                    ]
-                    z = module.sample_subset_z(batch, use_mean=use_mean)
+                    batch = self._model_batch(checked, start, batch_size, device)
+                    hole = None if holes is None else holes[start : start + batch_size]
+                    z = module.sample_subset_z(batch, use_mean=use_mean, mask=hole)
                     for t, x in module.generate_from_z(z, targets).items():
                         parts[t].append(schema.from_model_output(t, x))
         finally:
@@ -585,12 +660,20 @@ class CMVAE(MultimodalEstimator):
         module, _ = self._fitted()
         return module.prior.weights().detach().cpu().numpy()  # type: ignore[union-attr]
 
-    def cluster_log_posteriors(self, views: Sequence[ArrayLike]) -> torch.Tensor:
-        """log p(c | z_m) at each modality's posterior mean: ``[M, N, n_clusters]``."""
+    def cluster_log_posteriors(
+        self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None
+    ) -> torch.Tensor:
+        """log p(c | z_m) at each modality's posterior mean: ``[M, N, n_clusters]``
+        (NaN at unobserved entries: ``None`` views or ``mask`` [N, M] False)."""
+        return self._cluster_log_posteriors(views, mask)[0]
+
+    def _cluster_log_posteriors(
+        self, views: Sequence[ArrayLike | None], mask: ArrayLike | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         module, _ = self._fitted()
-        z = self.encode(views).z_loc
+        post, observed = self._posteriors(views, mask)
         with torch.no_grad():
-            return module.prior.log_posterior(z)  # type: ignore[union-attr]
+            return module.prior.log_posterior(post.z_loc), observed  # type: ignore[union-attr]
 
     def cluster_log_likelihoods(self, views: Sequence[ArrayLike], *, use_mean: bool = True) -> torch.Tensor:
         """log p(z_m | c) for each modality's latent (posterior mean or one sample): ``[M, N, n_clusters]``."""
@@ -656,20 +739,27 @@ class CMVAE(MultimodalEstimator):
         module.prior.set_active(result.kept)  # type: ignore[union-attr]
         return self
 
-    def predict(self, views: Sequence[ArrayLike]) -> np.ndarray:
+    def predict(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
         """Cluster ids ``[N]``: each modality votes with argmax_c p(c | z_m); ties go to the
-        cluster with the larger summed posterior (the paper's majority vote)."""
-        return majority_vote(self.cluster_log_posteriors(views)).numpy()
+        cluster with the larger summed posterior (the paper's majority vote). Only observed
+        modalities vote (``None`` views, ``mask`` [N, M] with True = observed)."""
+        log_post, observed = self._cluster_log_posteriors(views, mask)
+        return majority_vote(log_post, observed).numpy()
 
-    def predict_proba(self, views: Sequence[ArrayLike]) -> np.ndarray:
-        """Cluster probabilities ``[N, n_clusters]``: p(c | z_m) averaged over modalities."""
-        return self.cluster_log_posteriors(views).exp().mean(0).numpy()
+    def predict_proba(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
+        """Cluster probabilities ``[N, n_clusters]``: p(c | z_m) averaged over the observed modalities."""
+        log_post, observed = self._cluster_log_posteriors(views, mask)
+        if observed is None:
+            return log_post.exp().mean(0).numpy()
+        return masked_mean(log_post.exp(), observed).numpy()
 
-    def score(self, views: Sequence[ArrayLike], y: ArrayLike) -> dict[str, float]:
+    def score(
+        self, views: Sequence[ArrayLike | None], y: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> dict[str, float]:
         """NMI, ARI and Hungarian accuracy of :meth:`predict` against labels ``y`` ``[N]``."""
         from .metrics import clustering_scores
 
-        return clustering_scores(np.asarray(y), self.predict(views))
+        return clustering_scores(np.asarray(y), self.predict(views, mask=mask))
 
 
 _ESTIMATORS: dict[str, type[MultimodalEstimator]] = {"cmvae": CMVAE}
@@ -679,6 +769,32 @@ def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstim
     """Make ``load`` find a model type (used by the baselines)."""
     _ESTIMATORS[klass.model_type] = klass
     return klass
+
+
+def _has_none(views: Any) -> bool:
+    """Whether views mark missing data: ``None`` entries, or a dataset with a ``mask``."""
+    if getattr(views, "mask", None) is not None:
+        return True
+    return isinstance(views, (list, tuple)) and any(x is None for x in views)
+
+
+def _require_observed(views: Any, name: str) -> None:
+    """Training needs every modality of every sample (partially observed training is not supported)."""
+    mask = getattr(views, "mask", None)
+    if mask is not None and not np.asarray(mask).all():
+        n = int((~np.asarray(mask).all(1)).sum())
+        raise DataValidationError(
+            f"{name}: {n} sample(s) have missing modalities; fit needs fully observed samples "
+            "(predict/transform/generate accept missing ones)"
+        )
+
+
+def _n_samples(views: Sequence[ArrayLike | None]) -> int:
+    """N of the first given view (for checking a mask before the views are validated)."""
+    for x in views:
+        if x is not None:
+            return int(x.shape[0]) if hasattr(x, "shape") else len(x)
+    raise DataValidationError("need at least one observed modality; every entry of views is None")
 
 
 def check_labels(y: ArrayLike, n: int) -> np.ndarray:

@@ -122,12 +122,20 @@ class DataSchema:
         return x.detach().cpu().numpy()
 
 
+def views_of(data: Any) -> Any:
+    """The views list of a :class:`cmvae.data.MultimodalDataset` (anything with ``to_views()``); other input unchanged."""
+    to_views = getattr(data, "to_views", None)
+    return to_views() if callable(to_views) else data
+
+
 def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities: int = 2) -> list[torch.Tensor]:
     """Check a list of per-modality arrays and turn them into CPU tensors (no copy where possible).
 
     Each entry is ``[N, *shape]``: ``[N, C, H, W]`` images or ``[N, D]`` feature vectors,
-    with the same N everywhere and no NaN/inf values.
+    with the same N everywhere and no NaN/inf values. A :class:`cmvae.data.MultimodalDataset`
+    is accepted too (its ``to_views()``).
     """
+    views = views_of(views)
     if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
         raise DataValidationError(
             f"{name} must be a list with one array per modality ([N, ...] each), got {type(views).__name__}"

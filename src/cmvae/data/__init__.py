@@ -1,5 +1,14 @@
-"""Datasets: offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds."""
+"""Datasets: your own data (arrays, CSV, image folders), offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds."""
 
+from .datasets import (
+    ArrayDataset,
+    CSVModality,
+    ImageFolderModality,
+    MultimodalDataset,
+    from_csv,
+    from_image_folders,
+    from_modalities,
+)
 from .backgrounds import DEFAULT_BACKGROUNDS, available_backgrounds, load_backgrounds
 from .mnist_sources import MNIST_SOURCES, DataSourceError, DigitSet, default_cache_dir, load_mnist
 from .polymnist import (
@@ -13,6 +22,13 @@ from .polymnist import (
 )
 
 __all__ = [
+    "ArrayDataset",
+    "CSVModality",
+    "ImageFolderModality",
+    "MultimodalDataset",
+    "from_csv",
+    "from_image_folders",
+    "from_modalities",
     "DEFAULT_BACKGROUNDS",
     "MNIST_SOURCES",
     "DataSourceError",

@@ -97,11 +97,22 @@ class MultimodalVAE(nn.Module):
         parts = [self.encode_modality(m, views[m]) for m in observed]  # type: ignore[arg-type]
         return observed, Posteriors(*(torch.stack(p) for p in zip(*parts)))
 
-    def sample_subset_z(self, views: Sequence[torch.Tensor | None], *, use_mean: bool = False) -> torch.Tensor:
+    def sample_subset_z(
+        self, views: Sequence[torch.Tensor | None], *, use_mean: bool = False, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """z from the mixture posterior q(z | X_S) = (1/|S|) sum_{m in S} q(z | x_m) of the observed
         modalities S: per sample, an observed modality is picked uniformly and z drawn from its
-        q(z | x_m). ``use_mean``: the mixture's mean (the average of the unimodal means). ``[B, dz]``."""
-        _, post = self.encode_subset(views)
+        q(z | x_m). ``use_mean``: the mixture's mean (the average of the unimodal means). ``[B, dz]``.
+        ``mask`` ``[B, M]`` (True = observed) restricts S per sample (its None columns are ignored)."""
+        observed, post = self.encode_subset(views)
+        if mask is not None:
+            keep = mask[:, observed].to(post.z_loc.device)  # [B, M_obs]
+            if use_mean:
+                w = keep.t().unsqueeze(-1).to(post.z_loc.dtype)
+                return (post.z_loc * w).sum(0) / w.sum(0)
+            pick = torch.multinomial(keep.to(post.z_loc.dtype), 1).squeeze(1)
+            rows = torch.arange(keep.shape[0], device=post.z_loc.device)
+            return self.z_family.sample(post.z_loc[pick, rows], post.z_scale[pick, rows])
         if use_mean:
             return post.z_loc.mean(0)
         k, b = post.z_loc.shape[:2]
