@@ -28,7 +28,7 @@ GROUPING_CLASSES = [
     "168.Kentucky_Warbler", "175.Pine_Warbler", "182.Yellow_Warbler",
     "195.Carolina_Wren", "196.House_Wren", "197.Marsh_Wren",
 ]
-OTHER_CLASSES = ["001.Black_footed_Albatross", "079.Belted_Kingfisher"]
+OTHER_CLASSES = ["001.Black_footed_Albatross", "079.Belted_Kingfisher", "080.Green_Kingfisher", "081.Pied_Kingfisher"]
 
 # class folder -> (species id in the default grouping or None, colour, words of its captions)
 IMAGE_CLASSES = {

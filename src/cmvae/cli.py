@@ -40,7 +40,7 @@ from . import __version__
 log = logging.getLogger("cmvae.cli")
 
 EXIT_USER_ERROR = 2
-PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml")
+PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml", "cubicc.yaml")
 BASELINE_ROW = "k-means on pixels (PCA-50)"
 MODEL_ROW = "CMVAE"
 SCORE_COLUMNS = (("nmi", "NMI"), ("ari", "ARI"), ("acc", "ACC"), ("n_clusters_used", "clusters used"))
@@ -323,7 +323,8 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         # On resume Lightning's CSV logger drops the old rows; they are put back below.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         try:
-            model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume)
+            model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume,
+                      vocabularies=data.vocabularies)
         except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
             print(f"training interrupted; rerun the same command with --resume to continue from "
                   f"{out / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
@@ -621,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common, run_opts], help="train CMVAE from a YAML config",
                        description="Train CMVAE from a YAML config, save it, plot the curves and evaluate it.")
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a packaged config name: polymnist_cpu, polymnist")
+                   help="YAML config file, or a packaged config name: polymnist_cpu, polymnist, cubicc")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, model, reports)")
     p.add_argument("--devices", type=_parse_devices, default=None, help="auto, a count, or ids like 0,1")
     p.add_argument("--max-time-minutes", type=float, default=None,

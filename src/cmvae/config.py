@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,37 +57,62 @@ class DataConfig(_Strict):
 
     ``name: polymnist`` builds (or loads from cache) PolyMNIST offline; ``name: arrays``
     reads an ``.npz`` with ``view0, view1, ...`` (each ``[N, ...]``), optional ``labels``
-    ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. A relative
-    ``path`` is resolved against the config file's folder.
+    ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. ``name: cubicc``
+    builds CUBICC (images + captions, species labels) from local ``cub_dir`` (CUB_200_2011) and
+    ``captions_dir`` (Reed et al.'s text_c10) folders, see :mod:`cmvae.data.cubicc`. Relative
+    ``path``, ``cub_dir``, ``captions_dir`` and ``grouping`` are resolved against the config file's folder.
     """
 
-    name: Literal["polymnist", "arrays"] = "polymnist"
+    name: Literal["polymnist", "arrays", "cubicc"] = "polymnist"
     root: str | None = Field(None, description="cache folder (default: cmvae.data.default_cache_dir())")
     seed: int = 0
     max_train: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
     n_modalities: int | None = Field(None, ge=1, description="PolyMNIST modalities (default 5)")
     path: str | None = Field(None, description="the .npz file for name: arrays")
+    cub_dir: str | None = Field(None, description="name: cubicc: the CUB_200_2011 folder")
+    captions_dir: str | None = Field(None, description="name: cubicc: the captions folder (text_c10)")
+    grouping: str | None = Field(None, description="name: cubicc: species grouping YAML (null = packaged 8 species)")
+    image_size: int = Field(64, ge=4, description="name: cubicc: images resized to image_size x image_size")
+    max_len: int = Field(32, ge=2, description="name: cubicc: tokens per caption (words + <eos> + padding)")
+    min_word_count: int = Field(3, ge=1, description="name: cubicc: vocabulary = words seen >= this often in training")
 
-    @field_validator("path")
+    @field_validator("path", "grouping")
     @classmethod
     def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        p = Path(value).expanduser()
-        if not p.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            p = Path(base) / p if base is not None else p
-        p = p.resolve()
-        if not p.is_file():
-            raise ValueError(f"file not found: {p} (a relative path is resolved against the config file's folder)")
-        return str(p)
+        return _resolve(value, info, folder=False)
+
+    @field_validator("cub_dir", "captions_dir")
+    @classmethod
+    def _resolve_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve(value, info, folder=True)
 
     @model_validator(mode="after")
     def _check_source(self) -> "DataConfig":
         if self.name == "arrays" and self.path is None:
             raise ValueError("name: arrays needs path: an .npz file with view0, view1, ... (and optional labels)")
+        if self.name == "cubicc" and (self.cub_dir is None or self.captions_dir is None):
+            raise ValueError("name: cubicc needs cub_dir (the CUB_200_2011 folder) and captions_dir (text_c10)")
         return self
+
+
+def _resolve(value: str | None, info: ValidationInfo, *, folder: bool) -> str | None:
+    """An existing file (or folder), ``$VARS`` expanded, relative paths taken from the config file's folder."""
+    if value is None:
+        return None
+    expanded = os.path.expandvars(value)
+    unset = re.findall(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise ValueError(f"environment variable {unset[0]} is not set (used in {value!r})")
+    p = Path(expanded).expanduser()
+    if not p.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        p = Path(base) / p if base is not None else p
+    p = p.resolve()
+    if not (p.is_dir() if folder else p.is_file()):
+        what = "folder" if folder else "file"
+        raise ValueError(f"{what} not found: {p} (a relative path is resolved against the config file's folder)")
+    return str(p)
 
 
 class ModelConfig(_Strict):
@@ -100,7 +126,14 @@ class ModelConfig(_Strict):
     likelihood: Literal["laplace", "gaussian", "bernoulli", "categorical"] | list[
         Literal["laplace", "gaussian", "bernoulli", "categorical"]
     ] = "laplace"
-    likelihood_scale: float = Field(0.75, gt=0)
+    likelihood_scale: float | list[float] = Field(0.75, description="one scale, or one per modality")
+
+    @field_validator("likelihood_scale")
+    @classmethod
+    def _positive_scales(cls, value: float | list[float]) -> float | list[float]:
+        if not all(s > 0 for s in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"likelihood scales must be positive, got {value}")
+        return value
     likelihood_weights: list[float] | None = None
     beta: float = Field(2.5, ge=0)
     beta_warmup_epochs: int = Field(0, ge=0)
@@ -257,6 +290,7 @@ class RunData:
     test_views: list[np.ndarray] | None = None
     test_labels: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    vocabularies: list[Any] | None = None  # per modality: a Vocabulary for text views, else None (fit(vocabularies=))
 
     def split(self, name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
         """``(views, labels)`` of the ``"train"`` or ``"test"`` split."""
@@ -340,10 +374,27 @@ def load_data(cfg: DataConfig) -> RunData:
             ds.test_labels,
             info={"source": f"PolyMNIST (digits: {ds.source})", "cache_dir": str(ds.cache_dir)},
         )
-    assert cfg.path is not None
-    data = load_arrays(cfg.path)
+    if cfg.name == "cubicc":
+        data = _load_cubicc(cfg)
+    else:
+        assert cfg.path is not None
+        data = load_arrays(cfg.path)
     rng = np.random.default_rng(cfg.seed)
     data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
     if data.test_views is not None:
         data.test_views, data.test_labels = _subset(data.test_views, data.test_labels, cfg.max_test, rng)
     return data
+
+
+def _load_cubicc(cfg: DataConfig) -> RunData:
+    from .data.cubicc import load_cubicc
+
+    assert cfg.cub_dir is not None and cfg.captions_dir is not None
+    ds = load_cubicc(
+        cfg.cub_dir, cfg.captions_dir, cfg.grouping, image_size=cfg.image_size, max_len=cfg.max_len,
+        min_word_count=cfg.min_word_count, cache_dir=cfg.root,
+    )
+    info = {"source": f"CUBICC ({len(ds.species)} species: {', '.join(ds.species)})", "species": ds.species,
+            "cache": str(ds.cache_path)}
+    return RunData(ds.train_views, ds.train_labels, ds.test_views, ds.test_labels, info=info,
+                   vocabularies=[None, ds.vocab])
