@@ -262,3 +262,13 @@ def test_cubicc_config_runs_end_to_end(cub, ds, tmp_path):
     assert rd.vocabularies[1].tokens == ds.vocab.tokens
     model = CMVAE.load(run / "model")
     assert model.get_params()["n_samples"] == 10 and model.schema_.modalities[1].vocab_size == len(ds.vocab)
+
+
+def test_cli_data_cubicc_prints_the_summary(cub, ds, capsys):
+    code = cli.main(["data", "cubicc", "--cub-dir", str(cub.cub_dir), "--captions-dir", str(cub.captions_dir),
+                     "--root", str(ds.cache_path.parents[1])])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Blackbird" in out and "Wren" in out and f"vocabulary {len(ds.vocab)} tokens" in out
+    assert cli.main(["data", "cubicc", "--cub-dir", str(cub.cub_dir / "nope"), "--captions-dir", "x"]) == 2
+    assert "CUB-200-2011 folder not found" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Datasets: offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds."""
+"""Datasets: offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds;
+CUBICC (images + captions) from local CUB folders (:mod:`cmvae.data.cubicc`, :mod:`cmvae.data.text`)."""
 
 from .backgrounds import DEFAULT_BACKGROUNDS, available_backgrounds, load_backgrounds
 from .mnist_sources import MNIST_SOURCES, DataSourceError, DigitSet, default_cache_dir, load_mnist

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..schema import DataValidationError
 from .mnist_sources import default_cache_dir
 from .text import Vocabulary
 
@@ -162,7 +163,7 @@ def _read_table(path: Path) -> list[tuple[str, str]]:
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise ValueError(f"{path}, line {n}: expected '<id> <value>', got {line!r}")
+            raise DataValidationError(f"{path}, line {n}: expected '<id> <value>', got {line!r}")
         rows.append((parts[0], parts[1].strip()))
     return rows
 
@@ -170,23 +171,24 @@ def _read_table(path: Path) -> list[tuple[str, str]]:
 def load_grouping(path: str | os.PathLike | None, class_names: list[str] | None = None) -> dict[str, list[str]]:
     """Read a species -> CUB class folders mapping (YAML); check it against ``class_names``.
 
-    Raises ``ValueError`` for an empty or malformed grouping, a class listed twice, or a class
-    folder missing from ``class_names`` (the message lists the closest real names).
+    Raises :class:`~cmvae.schema.DataValidationError` (a ``ValueError``) for an empty or malformed
+    grouping, a class listed twice, or a class folder missing from ``class_names`` (the message
+    lists the closest real names).
     """
     path = Path(path) if path is not None else default_grouping_path()
     data = yaml.safe_load(_require(path, "CUBICC grouping file").read_text())
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: expected a mapping 'species: [CUB class folder, ...]', got {type(data).__name__}")
+        raise DataValidationError(f"{path}: expected a mapping 'species: [CUB class folder, ...]', got {type(data).__name__}")
     grouping: dict[str, list[str]] = {}
     owner: dict[str, str] = {}
     for species, classes in data.items():
         if isinstance(classes, str):
             classes = [classes]
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-            raise ValueError(f"{path}: species {species!r} needs a non-empty list of CUB class folder names")
+            raise DataValidationError(f"{path}: species {species!r} needs a non-empty list of CUB class folder names")
         for c in classes:
             if c in owner:
-                raise ValueError(f"{path}: class {c!r} is listed under both {owner[c]!r} and {species!r}")
+                raise DataValidationError(f"{path}: class {c!r} is listed under both {owner[c]!r} and {species!r}")
             owner[c] = str(species)
         grouping[str(species)] = list(classes)
     if class_names is not None:
@@ -196,7 +198,7 @@ def load_grouping(path: str | os.PathLike | None, class_names: list[str] | None 
                 if c not in known:
                     close = difflib.get_close_matches(c, class_names, n=3, cutoff=0.5)
                     hint = f"; closest CUB classes: {', '.join(close)}" if close else ""
-                    raise ValueError(
+                    raise DataValidationError(
                         f"{path}: species {species!r} lists unknown CUB class {c!r} (names as in classes.txt, "
                         f"e.g. '009.Brewer_Blackbird'){hint}"
                     )
@@ -207,7 +209,7 @@ def _read_captions(path: Path) -> list[str]:
     lines = [line.strip() for line in _require(path, "caption file").read_text(errors="replace").splitlines()]
     lines = [line for line in lines if line]
     if not lines:
-        raise ValueError(f"caption file {path} holds no caption")
+        raise DataValidationError(f"caption file {path} holds no caption")
     return lines
 
 
@@ -234,13 +236,13 @@ def _build(cub_dir: Path, captions_dir: Path, grouping: dict[str, list[str]], im
     for image_id, rel in image_path.items():
         class_id = image_class.get(image_id)
         if class_id is None:
-            raise ValueError(f"{cub_dir / 'image_class_labels.txt'}: no class for image {image_id}")
+            raise DataValidationError(f"{cub_dir / 'image_class_labels.txt'}: no class for image {image_id}")
         folder = class_folder.get(class_id)
         if folder not in species_of:
             continue
         flag = is_train.get(image_id)
         if flag not in ("0", "1"):
-            raise ValueError(f"{cub_dir / 'train_test_split.txt'}: image {image_id} needs 1 (train) or 0 (test)")
+            raise DataValidationError(f"{cub_dir / 'train_test_split.txt'}: image {image_id} needs 1 (train) or 0 (test)")
         split = per_split["train" if flag == "1" else "test"]
         captions = _read_captions(captions_dir / folder / (Path(rel).stem + ".txt"))
         split["image_index"] += [len(split["images"])] * len(captions)
@@ -251,7 +253,7 @@ def _build(cub_dir: Path, captions_dir: Path, grouping: dict[str, list[str]], im
         split["class_ids"] += [int(class_id)] * len(captions)
     for name, split in per_split.items():
         if not split["images"]:
-            raise ValueError(f"the grouping's classes have no {name} image in {cub_dir / 'train_test_split.txt'}")
+            raise DataValidationError(f"the grouping's classes have no {name} image in {cub_dir / 'train_test_split.txt'}")
     vocab = Vocabulary.build(per_split["train"]["texts"], min_count=min_word_count)
     arrays = {
         name: {
@@ -324,7 +326,7 @@ def load_cubicc(
 
     Raises:
         FileNotFoundError: a folder or file is missing (the message names the expected path).
-        ValueError: a malformed file or grouping (unknown class names come with close matches).
+        DataValidationError: a malformed file or grouping (unknown class names come with close matches).
     """
     if image_size < 4:
         raise ValueError(f"image_size must be >= 4, got {image_size}")
