@@ -53,6 +53,7 @@ import yaml
 
 from ..schema import DataValidationError
 from .mnist_sources import default_cache_dir
+from .splits import TrainTestViews
 from .text import Vocabulary
 
 __all__ = ["CUB_FILES", "CubiccSplit", "CubiccDataset", "default_grouping_path", "load_grouping", "load_cubicc"]
@@ -97,8 +98,12 @@ class CubiccSplit:
 
 
 @dataclass
-class CubiccDataset:
-    """Train/test :class:`CubiccSplit`, species names, the caption :class:`Vocabulary` and the grouping."""
+class CubiccDataset(TrainTestViews):
+    """Train/test :class:`CubiccSplit`, species names, the caption :class:`Vocabulary` and the grouping.
+
+    ``train_views``/``test_views``: ``[images uint8 [N, 3, S, S], captions int64 [N, max_len]]``;
+    ``train_labels``/``test_labels``: species ids int64 ``[N]``.
+    """
 
     train: CubiccSplit
     test: CubiccSplit
@@ -107,22 +112,6 @@ class CubiccDataset:
     grouping: dict[str, list[str]]
     cache_path: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def train_views(self) -> list[np.ndarray]:
-        return self.train.views
-
-    @property
-    def train_labels(self) -> np.ndarray:
-        return self.train.labels
-
-    @property
-    def test_views(self) -> list[np.ndarray]:
-        return self.test.views
-
-    @property
-    def test_labels(self) -> np.ndarray:
-        return self.test.labels
 
     def summary(self) -> dict[str, Any]:
         """Counts per species and split, vocabulary size."""
