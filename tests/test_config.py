@@ -103,7 +103,7 @@ def test_unknown_section_and_data_key(tmp_path):
         ("model", "estimator", "vi", "'elbo', 'iwae' or 'dreg'"),
         ("training", "lr", -1.0, "greater than 0"),
         ("training", "amsgrad", "perhaps", "valid boolean"),
-        ("data", "name", "cifar", "'polymnist', 'arrays'"),
+        ("data", "name", "cifar", "'polymnist', 'arrays', 'files' or 'cubicc'"),
     ],
 )
 def test_wrong_values_name_the_dotted_key(tmp_path, section, key, value, expected):

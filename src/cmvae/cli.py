@@ -40,7 +40,7 @@ from . import __version__
 log = logging.getLogger("cmvae.cli")
 
 EXIT_USER_ERROR = 2
-PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml")
+PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml", "cubicc.yaml")
 BASELINE_ROW = "k-means on pixels (PCA-50)"
 MODEL_ROW = "CMVAE"
 SCORE_COLUMNS = (("nmi", "NMI"), ("ari", "ARI"), ("acc", "ACC"), ("n_clusters_used", "clusters used"))
@@ -246,6 +246,33 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_cubicc(args: argparse.Namespace) -> int:
+    """Build (or load from the cache) CUBICC and print pairs per species and split, and the vocabulary size."""
+    from rich.table import Table
+
+    from .data.cubicc import load_cubicc
+
+    console = _console()
+    ds = load_cubicc(args.cub_dir, args.captions_dir, args.grouping, image_size=args.image_size,
+                     min_word_count=args.min_word_count, cache_dir=args.root)
+    info = ds.summary()
+    table = Table(title=f"CUBICC: {len(ds.species)} species")
+    for col, justify in (("species", "left"), ("CUB classes", "right"), ("train pairs", "right"),
+                         ("test pairs", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, row in info["species"].items():
+        table.add_row(name, str(row["classes"]), str(row["train_pairs"]), str(row["test_pairs"]))
+    table.add_row("total", str(sum(r["classes"] for r in info["species"].values())), str(info["train_pairs"]),
+                  str(info["test_pairs"]))
+    console.print(table)
+    console.print(f"images:     {info['train_images']} train + {info['test_images']} test, "
+                  f"uint8 {info['image_shape']}")
+    console.print(f"captions:   {info['max_len']} token ids each; vocabulary {info['vocab_size']} tokens "
+                  f"(words seen >= {args.min_word_count} times in training + <pad>, <eos>, <exc>)")
+    console.print(f"cache:      {ds.cache_path}")
+    return 0
+
+
 def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise CLIError("--resume and --overwrite exclude each other")
@@ -323,7 +350,8 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         # On resume Lightning's CSV logger drops the old rows; they are put back below.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         try:
-            model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume)
+            model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume,
+                      vocabularies=data.vocabularies)
         except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
             print(f"training interrupted; rerun the same command with --resume to continue from "
                   f"{out / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
@@ -611,6 +639,17 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--root", default=None, help="cache folder (default $CMVAE_CACHE or ~/.cache/cmvae)")
     pm.add_argument("--seed", type=int, default=0, help="seed of the split, pairing and crops (default 0)")
     pm.set_defaults(func=cmd_data)
+    pc = dsub.add_parser("cubicc", parents=[common], help="CUBICC (images + captions) from local CUB folders",
+                         description="Build CUBICC from a local CUB_200_2011 folder and the Reed et al. captions "
+                         "(text_c10), cache it and print the pairs per species and the vocabulary size.")
+    pc.add_argument("--cub-dir", required=True, help="the CUB_200_2011 folder (classes.txt, images.txt, images/, ...)")
+    pc.add_argument("--captions-dir", required=True, help="the text_c10 folder (<class folder>/<image stem>.txt)")
+    pc.add_argument("--grouping", default=None, help="species -> CUB classes YAML (default: the packaged 8 species)")
+    pc.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
+    pc.add_argument("--min-word-count", type=int, default=3,
+                    help="vocabulary: words seen at least this often in training (default 3; the release: 4)")
+    pc.add_argument("--root", default=None, help="cache folder (default $CMVAE_CACHE or ~/.cache/cmvae)")
+    pc.set_defaults(func=cmd_data_cubicc)
 
     run_opts = argparse.ArgumentParser(add_help=False)
     run_opts.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
@@ -621,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common, run_opts], help="train CMVAE from a YAML config",
                        description="Train CMVAE from a YAML config, save it, plot the curves and evaluate it.")
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a packaged config name: polymnist_cpu, polymnist")
+                   help="YAML config file, or a packaged config name: polymnist_cpu, polymnist, cubicc")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, model, reports)")
     p.add_argument("--devices", type=_parse_devices, default=None, help="auto, a count, or ids like 0,1")
     p.add_argument("--max-time-minutes", type=float, default=None,

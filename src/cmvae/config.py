@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _resolve(value: str, info: ValidationInfo, *, folder: bool = False) -> str:
-    """An existing file (or folder), a relative path taken from the config file's folder."""
-    p = Path(value).expanduser()
+def _resolve(value: str | None, info: ValidationInfo, *, folder: bool = False) -> str | None:
+    """An existing file (or folder), ``$VARS`` expanded, relative paths taken from the config file's folder."""
+    if value is None:
+        return None
+    expanded = os.path.expandvars(value)
+    unset = re.findall(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise ValueError(f"environment variable {unset[0]} is not set (used in {value!r})")
+    p = Path(expanded).expanduser()
     if not p.is_absolute():
         base = (info.context or {}).get("base_dir")
         p = Path(base) / p if base is not None else p
@@ -121,14 +128,16 @@ class DataConfig(_Strict):
 
     ``name: polymnist`` builds (or loads from cache) PolyMNIST offline; ``name: arrays``
     reads an ``.npz`` with ``view0, view1, ...`` (each ``[N, ...]``), optional ``labels``
-    ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. A relative
-    ``path`` is resolved against the config file's folder. ``name: files`` reads one
+    ``[N]``, and optional test split ``test_view0, ...`` / ``test_labels``. ``name: files`` reads one
     CSV file or image folder per modality (``modalities: [{csv: a.csv}, {images: dir/}]``,
     optional ``test_modalities`` in the same form), paired by id (image file stems, CSV
-    ``id_column``) or else by position.
+    ``id_column``) or else by position. ``name: cubicc``
+    builds CUBICC (images + captions, species labels) from local ``cub_dir`` (CUB_200_2011) and
+    ``captions_dir`` (Reed et al.'s text_c10) folders, see :mod:`cmvae.data.cubicc`. Relative
+    ``path``, ``cub_dir``, ``captions_dir`` and ``grouping`` are resolved against the config file's folder.
     """
 
-    name: Literal["polymnist", "arrays", "files"] = "polymnist"
+    name: Literal["polymnist", "arrays", "files", "cubicc"] = "polymnist"
     root: str | None = Field(None, description="cache folder (default: cmvae.data.default_cache_dir())")
     seed: int = 0
     max_train: int | None = Field(None, ge=1)
@@ -137,16 +146,29 @@ class DataConfig(_Strict):
     path: str | None = Field(None, description="the .npz file for name: arrays")
     modalities: list[ModalitySource] | None = Field(None, description="name: files: one source per modality")
     test_modalities: list[ModalitySource] | None = Field(None, description="name: files: optional test split")
+    cub_dir: str | None = Field(None, description="name: cubicc: the CUB_200_2011 folder")
+    captions_dir: str | None = Field(None, description="name: cubicc: the captions folder (text_c10)")
+    grouping: str | None = Field(None, description="name: cubicc: species grouping YAML (null = packaged 8 species)")
+    image_size: int = Field(64, ge=4, description="name: cubicc: images resized to image_size x image_size")
+    max_len: int = Field(32, ge=2, description="name: cubicc: tokens per caption (words + <eos> + padding)")
+    min_word_count: int = Field(3, ge=1, description="name: cubicc: vocabulary = words seen >= this often in training")
 
-    @field_validator("path")
+    @field_validator("path", "grouping")
     @classmethod
     def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _resolve(value, info)
+        return _resolve(value, info, folder=False)
+
+    @field_validator("cub_dir", "captions_dir")
+    @classmethod
+    def _resolve_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve(value, info, folder=True)
 
     @model_validator(mode="after")
     def _check_source(self) -> "DataConfig":
         if self.name == "arrays" and self.path is None:
             raise ValueError("name: arrays needs path: an .npz file with view0, view1, ... (and optional labels)")
+        if self.name == "cubicc" and (self.cub_dir is None or self.captions_dir is None):
+            raise ValueError("name: cubicc needs cub_dir (the CUB_200_2011 folder) and captions_dir (text_c10)")
         if self.name == "files":
             if not self.modalities:
                 raise ValueError("name: files needs modalities: a list like [{csv: a.csv}, {images: folder/}]")
@@ -170,7 +192,14 @@ class ModelConfig(_Strict):
     likelihood: Literal["laplace", "gaussian", "bernoulli", "categorical"] | list[
         Literal["laplace", "gaussian", "bernoulli", "categorical"]
     ] = "laplace"
-    likelihood_scale: float = Field(0.75, gt=0)
+    likelihood_scale: float | list[float] = Field(0.75, description="one scale, or one per modality")
+
+    @field_validator("likelihood_scale")
+    @classmethod
+    def _positive_scales(cls, value: float | list[float]) -> float | list[float]:
+        if not all(s > 0 for s in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"likelihood scales must be positive, got {value}")
+        return value
     likelihood_weights: list[float] | None = None
     beta: float = Field(2.5, ge=0)
     beta_warmup_epochs: int = Field(0, ge=0)
@@ -327,6 +356,7 @@ class RunData:
     test_views: list[np.ndarray] | None = None
     test_labels: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    vocabularies: list[Any] | None = None  # per modality: a Vocabulary for text views, else None (fit(vocabularies=))
 
     def split(self, name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
         """``(views, labels)`` of the ``"train"`` or ``"test"`` split."""
@@ -412,8 +442,11 @@ def load_data(cfg: DataConfig) -> RunData:
         )
     if cfg.name == "files":
         return _load_files(cfg)
-    assert cfg.path is not None
-    data = load_arrays(cfg.path)
+    if cfg.name == "cubicc":
+        data = _load_cubicc(cfg)
+    else:
+        assert cfg.path is not None
+        data = load_arrays(cfg.path)
     rng = np.random.default_rng(cfg.seed)
     data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
     if data.test_views is not None:
@@ -443,3 +476,17 @@ def _load_files(cfg: DataConfig) -> RunData:
     if data.test_views is not None:
         data.test_views, data.test_labels = _subset(data.test_views, data.test_labels, cfg.max_test, rng)
     return data
+
+
+def _load_cubicc(cfg: DataConfig) -> RunData:
+    from .data.cubicc import load_cubicc
+
+    assert cfg.cub_dir is not None and cfg.captions_dir is not None
+    ds = load_cubicc(
+        cfg.cub_dir, cfg.captions_dir, cfg.grouping, image_size=cfg.image_size, max_len=cfg.max_len,
+        min_word_count=cfg.min_word_count, cache_dir=cfg.root,
+    )
+    info = {"source": f"CUBICC ({len(ds.species)} species: {', '.join(ds.species)})", "species": ds.species,
+            "cache": str(ds.cache_path)}
+    return RunData(ds.train_views, ds.train_labels, ds.test_views, ds.test_labels, info=info,
+                   vocabularies=[None, ds.vocab])

@@ -104,7 +104,7 @@ class MultimodalEstimator:
         private_dim: int = 32,
         latent_family: str = "laplace",
         likelihood: str | Sequence[str] = "laplace",
-        likelihood_scale: float = 0.75,
+        likelihood_scale: float | Sequence[float] = 0.75,
         likelihood_weights: Sequence[float] | None = None,
         beta: float = 2.5,
         beta_warmup_epochs: int = 0,
@@ -177,8 +177,11 @@ class MultimodalEstimator:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
-        for name in ("shared_dim", "epochs", "batch_size", "lr", "n_samples", "likelihood_scale"):
+        for name in ("shared_dim", "epochs", "batch_size", "lr", "n_samples"):
             positive(name)
+        scales = [self.likelihood_scale] if isinstance(self.likelihood_scale, (int, float)) else self.likelihood_scale
+        if not all(s > 0 for s in scales):
+            raise ValueError(f"likelihood_scale must be positive (one value or one per modality), got {self.likelihood_scale}")
         if self.private_dim < 0:
             raise ValueError(f"private_dim must be >= 0, got {self.private_dim}")
         if self.beta < 0:
@@ -191,11 +194,30 @@ class MultimodalEstimator:
             raise ValueError("pass both encoders and decoders (one per modality), or neither")
 
     # -- building -----------------------------------------------------------------------
-    def _likelihood_names(self, n_modalities: int) -> list[str]:
+    def _likelihood_names(self, n_modalities: int, kinds: Sequence[str] = ()) -> list[str]:
+        """One likelihood per modality; text modalities (``kinds``) take "categorical" when one name is given."""
         names = [self.likelihood] * n_modalities if isinstance(self.likelihood, str) else list(self.likelihood)
         if len(names) != n_modalities:
             raise ValueError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
+        for m, kind in enumerate(kinds):
+            if kind == "text" and isinstance(self.likelihood, str):
+                names[m] = "categorical"
+            elif (kind == "text") != (names[m] == "categorical"):
+                raise ValueError(
+                    f"modality {m} is {kind} but its likelihood is {names[m]!r}: the categorical likelihood is for "
+                    "text modalities (token ids declared with fit(..., vocabularies=...)) and only for them"
+                )
         return names
+
+    def _make_likelihoods(self, schema: DataSchema) -> list:
+        """The likelihood objects of every modality (names and scales, per modality or shared)."""
+        n = schema.n_modalities
+        names = self._likelihood_names(n, [spec.kind for spec in schema.modalities])
+        scales = self.likelihood_scale
+        scales = [scales] * n if isinstance(scales, (int, float)) else list(scales)
+        if len(scales) != n:
+            raise ValueError(f"likelihood_scale lists {len(scales)} entries for {n} modalities")
+        return [make_likelihood(name, scale) for name, scale in zip(names, scales)]
 
     def _networks(self, schema: DataSchema) -> tuple[list[nn.Module], list[nn.Module]]:
         if self.encoders is not None and self.decoders is not None:
@@ -205,9 +227,11 @@ class MultimodalEstimator:
                     f"{schema.n_modalities} modalities"
                 )
             return list(self.encoders), list(self.decoders)
+        names = self._likelihood_names(schema.n_modalities, [spec.kind for spec in schema.modalities])
         pairs = [
-            build_networks(spec.shape, self.shared_dim, self.private_dim, arch=self.arch, likelihood=lik)
-            for spec, lik in zip(schema.modalities, self._likelihood_names(schema.n_modalities))
+            build_networks(spec.shape, self.shared_dim, self.private_dim, arch=self.arch, likelihood=lik,
+                           vocab_size=spec.vocab_size)
+            for spec, lik in zip(schema.modalities, names)
         ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -229,8 +253,14 @@ class MultimodalEstimator:
         out_dir: str | Path | None = None,
         resume: bool = False,
         callbacks: Sequence[L.Callback] = (),
+        vocabularies: Sequence[Any] | None = None,
     ) -> "MultimodalEstimator":
         """Train on paired ``views`` (list of M arrays ``[N, ...]``). ``y`` is ignored (unsupervised).
+
+        ``vocabularies``: one entry per modality marking text modalities (token ids ``[N, L]``):
+        a :class:`~cmvae.data.text.Vocabulary`, a token list or a vocabulary size; None elsewhere.
+        Text modalities get 1-D convolutional nets and the categorical likelihood; the
+        vocabulary is saved with the model (:meth:`decode_text` turns generated ids into strings).
 
         ``out_dir`` receives checkpoints (``checkpoints/last.ckpt``) and logs; ``resume``
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
@@ -242,7 +272,7 @@ class MultimodalEstimator:
         val = as_views(val_views, name="val_views") if val_views is not None else None
         L.seed_everything(self.seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
-            self.schema_ = DataSchema.infer(train)
+            self.schema_ = DataSchema.infer(train, vocabularies=vocabularies)
             self.module_ = self._build_module(self.schema_)
         assert self.schema_ is not None and self.module_ is not None
         if val is not None:
@@ -511,6 +541,19 @@ class MultimodalEstimator:
             module.to("cpu")
         return [np.concatenate(parts[m]) if m in parts else None for m in range(n_mod)]
 
+    def decode_text(self, ids: ArrayLike, modality: int | None = None) -> list[str]:
+        """Token ids ``[N, L]`` of a text modality (e.g. from :meth:`sample` or :meth:`generate`) as
+        strings, each up to its first ``<eos>``. ``modality`` defaults to the only text modality."""
+        from .data.text import Vocabulary
+
+        _, schema = self._fitted()
+        text = [m for m, spec in enumerate(schema.modalities) if spec.kind == "text"]
+        if modality is None:
+            if len(text) != 1:
+                raise ValueError(f"the model has {len(text)} text modalities {text}: pass modality=")
+            modality = text[0]
+        return Vocabulary(schema.vocabulary(modality)).decode_batch(np.asarray(ids))
+
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` (parameters, data schema, versions) and ``weights.safetensors``.
@@ -639,7 +682,7 @@ class CMVAE(MultimodalEstimator):
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:
         encoders, decoders = self._networks(schema)
-        likelihoods = [make_likelihood(n, self.likelihood_scale) for n in self._likelihood_names(schema.n_modalities)]
+        likelihoods = self._make_likelihoods(schema)
         return CMVAEModule(
             encoders,
             decoders,

@@ -4,6 +4,12 @@ At ``fit`` every modality's per-sample shape, kind and scaling is recorded; ``pr
 ``transform`` and ``load`` check new data against it and name the modality and the
 dimension that is off. Conversion to model inputs happens batch by batch
 (:meth:`DataSchema.to_model_input`), so uint8 images stay uint8 in memory.
+
+Text modalities are declared explicitly, never inferred: ``DataSchema.infer(views,
+vocabularies=[None, vocab])`` (the estimators' ``fit(..., vocabularies=...)``) marks modality
+``m`` as token ids ``[N, L]`` over a vocabulary of ``vocab_size`` tokens. Such a view is neither
+scaled nor standardised; its ids must be integers in ``0..vocab_size-1``; the vocabulary's tokens
+(when given) are recorded so that generated ids decode to strings after ``load``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-ModalityKind = Literal["image", "tabular"]
+ModalityKind = Literal["image", "tabular", "text"]
 ArrayLike = Any  # np.ndarray | torch.Tensor
 
 
@@ -33,6 +39,8 @@ class ModalitySchema:
     scale_uint8: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
+    vocab_size: int | None = None
+    vocab: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,10 +70,27 @@ class DataSchema:
         return cls([ModalitySchema.from_dict(m) for m in d["modalities"]])
 
     @classmethod
-    def infer(cls, views: Sequence[torch.Tensor], *, standardize_tabular: bool = True) -> "DataSchema":
-        """Record shapes and scaling from training views (already checked by :func:`as_views`)."""
+    def infer(
+        cls,
+        views: Sequence[torch.Tensor],
+        *,
+        standardize_tabular: bool = True,
+        vocabularies: Sequence[Any] | None = None,
+    ) -> "DataSchema":
+        """Record shapes and scaling from training views (already checked by :func:`as_views`).
+
+        ``vocabularies``: one entry per modality, None for non-text modalities; for a text
+        modality a vocabulary size, a list of tokens or an object with ``tokens`` (e.g.
+        :class:`cmvae.data.text.Vocabulary`).
+        """
+        vocabs = list(vocabularies) if vocabularies is not None else [None] * len(views)
+        if len(vocabs) != len(views):
+            raise DataValidationError(f"vocabularies lists {len(vocabs)} entries for {len(views)} modalities")
         mods = []
-        for x in views:
+        for m, (x, vocab) in enumerate(zip(views, vocabs)):
+            if vocab is not None:
+                mods.append(_text_schema(m, x, vocab))
+                continue
             shape = tuple(x.shape[1:])
             kind: ModalityKind = "image" if len(shape) == 3 else "tabular"
             scale = x.dtype == torch.uint8
@@ -93,7 +118,9 @@ class DataSchema:
                 raise DataValidationError(
                     f"modality {m}: per-sample shape {list(got)} does not match the fitted {list(spec.shape)} ({detail})"
                 )
-            if (x.dtype == torch.uint8) != spec.scale_uint8:
+            if spec.kind == "text":
+                _check_token_ids(m, x, int(spec.vocab_size or 0))
+            elif (x.dtype == torch.uint8) != spec.scale_uint8:
                 raise DataValidationError(
                     f"modality {m}: fitted on {spec.dtype} data but received {str(x.dtype).replace('torch.', '')}; "
                     "pass data with the same scaling as at fit (uint8 0..255 vs floats)"
@@ -104,6 +131,9 @@ class DataSchema:
         out = []
         for x, spec in zip(views, self.modalities):
             x = x.to(device) if device is not None else x
+            if spec.kind == "text":  # token ids stay integers
+                out.append(x.long())
+                continue
             x = x.float() / 255.0 if spec.scale_uint8 else x.float()
             if spec.mean is not None and spec.std is not None:
                 mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device)
@@ -113,13 +143,55 @@ class DataSchema:
         return out
 
     def from_model_output(self, m: int, x: torch.Tensor) -> np.ndarray:
-        """Undo the scaling of modality ``m`` on generated data (floats; uint8 images come back in [0, 1])."""
+        """Undo the scaling of modality ``m`` on generated data (floats; uint8 images come back in [0, 1];
+        text: int64 token ids ``[N, L]``, see :meth:`vocabulary`)."""
         spec = self.modalities[m]
+        if spec.kind == "text":
+            return x.detach().cpu().long().numpy()
         if spec.mean is not None and spec.std is not None:
             x = x * torch.tensor(spec.std, dtype=x.dtype, device=x.device) + torch.tensor(
                 spec.mean, dtype=x.dtype, device=x.device
             )
         return x.detach().cpu().numpy()
+
+    def vocabulary(self, m: int) -> list[str]:
+        """The tokens of text modality ``m`` (``tokens[id]``), as recorded at fit."""
+        spec = self.modalities[m]
+        if spec.kind != "text":
+            raise DataValidationError(f"modality {m} is {spec.kind}, not text")
+        if spec.vocab is None:
+            raise DataValidationError(f"modality {m} was fitted with a vocabulary size only, no tokens to decode with")
+        return list(spec.vocab)
+
+
+def _check_token_ids(m: int, x: torch.Tensor, vocab_size: int) -> None:
+    """Token ids must be integers in ``0..vocab_size-1``."""
+    if x.dtype.is_floating_point and bool((x != x.round()).any()):
+        raise DataValidationError(f"modality {m} is text: expected integer token ids, got non-integer values")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+        raise DataValidationError(
+            f"modality {m} is text: token ids must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}), "
+            f"got values in {int(x.min())}..{int(x.max())}"
+        )
+
+
+def _text_schema(m: int, x: torch.Tensor, vocab: Any) -> ModalitySchema:
+    """Schema of text modality ``m`` (ids ``[N, L]``) for a vocabulary size, token list or ``.tokens`` object."""
+    tokens = getattr(vocab, "tokens", vocab)
+    if isinstance(tokens, (int, np.integer)):
+        size, token_list = int(tokens), None
+    elif isinstance(tokens, Sequence) and not isinstance(tokens, str):
+        token_list = [str(t) for t in tokens]
+        size = len(token_list)
+    else:
+        raise DataValidationError(f"vocabularies[{m}]: expected a vocabulary size, a token list or a Vocabulary")
+    if size < 2:
+        raise DataValidationError(f"vocabularies[{m}]: a vocabulary needs at least 2 tokens, got {size}")
+    if x.dim() != 2:
+        raise DataValidationError(f"modality {m} is text: expected token ids [N, L], got shape {list(x.shape)}")
+    _check_token_ids(m, x, size)
+    return ModalitySchema(tuple(x.shape[1:]), "text", str(x.dtype).replace("torch.", ""), vocab_size=size,
+                          vocab=token_list)
 
 
 def views_of(data: Any) -> Any:

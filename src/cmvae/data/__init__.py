@@ -1,4 +1,5 @@
-"""Datasets: your own data (arrays, CSV, image folders), offline PolyMNIST (and Poly-X from any labelled image set), digit sources, backgrounds."""
+"""Datasets: your own data (arrays, CSV, image folders), offline PolyMNIST (and Poly-X from any labelled image set),
+digit sources, backgrounds; CUBICC (images + captions) from local CUB folders (:mod:`cmvae.data.cubicc`, :mod:`cmvae.data.text`)."""
 
 from .datasets import (
     ArrayDataset,

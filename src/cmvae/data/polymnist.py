@@ -51,6 +51,7 @@ from .mnist_sources import (
     load_mnist,
     resolve_mnist_dir,
 )
+from .splits import TrainTestViews
 
 __all__ = [
     "PolySplit",
@@ -93,8 +94,11 @@ class PolySplit:
 
 
 @dataclass
-class PolyMNIST:
-    """A built PolyMNIST dataset: train and test :class:`PolySplit` plus metadata."""
+class PolyMNIST(TrainTestViews):
+    """A built PolyMNIST dataset: train and test :class:`PolySplit` plus metadata.
+
+    ``train_views``/``test_views``: ``M`` uint8 arrays ``[N, 3, 28, 28]``; ``train_labels``/``test_labels``: int64 ``[N]``.
+    """
 
     train: PolySplit
     test: PolySplit
@@ -106,26 +110,6 @@ class PolyMNIST:
     @property
     def n_modalities(self) -> int:
         return self.train.n_modalities
-
-    @property
-    def train_views(self) -> list[np.ndarray]:
-        """``M`` uint8 arrays ``[N_train, 3, 28, 28]``."""
-        return self.train.views
-
-    @property
-    def train_labels(self) -> np.ndarray:
-        """int64 ``[N_train]``."""
-        return self.train.labels
-
-    @property
-    def test_views(self) -> list[np.ndarray]:
-        """``M`` uint8 arrays ``[N_test, 3, 28, 28]``."""
-        return self.test.views
-
-    @property
-    def test_labels(self) -> np.ndarray:
-        """int64 ``[N_test]``."""
-        return self.test.labels
 
 
 # ----------------------------------------------------------------------- builder

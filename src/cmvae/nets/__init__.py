@@ -5,7 +5,7 @@ Protocol every encoder/decoder follows (user modules too):
 * encoder: ``x [B, *shape] -> [B, 2 * (shared_dim + private_dim)]``, read as
   (z location, z raw scale, w location, w raw scale); raw scales go through softplus.
 * decoder: ``latent [N, shared_dim + private_dim] -> [N, *shape]`` (the likelihood's
-  mean, or logits for Bernoulli/categorical likelihoods).
+  mean, or logits for Bernoulli likelihoods); text decoders give logits ``[N, L, vocab_size]``.
 """
 
 from __future__ import annotations
@@ -14,19 +14,32 @@ from torch import nn
 
 from .images import ImageDecoder, ImageEncoder
 from .tabular import TabularDecoder, TabularEncoder
+from .text import TextDecoder, TextEncoder
 
-__all__ = ["ImageDecoder", "ImageEncoder", "TabularDecoder", "TabularEncoder", "build_networks"]
+__all__ = ["ImageDecoder", "ImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder", "TextEncoder",
+           "build_networks"]
 
 
 def build_networks(
-    shape: tuple[int, ...], shared_dim: int, private_dim: int, *, arch: str = "light", likelihood: str = "laplace"
+    shape: tuple[int, ...],
+    shared_dim: int,
+    private_dim: int,
+    *,
+    arch: str = "light",
+    likelihood: str = "laplace",
+    vocab_size: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Default (encoder, decoder) for one modality with per-sample ``shape``.
 
-    ``[C, H, W]`` -> convolutional nets sized for the resolution; ``[D]`` -> MLPs.
+    ``[C, H, W]`` -> convolutional nets sized for the resolution; ``[D]`` -> MLPs; with
+    ``vocab_size``, ``[L]`` token ids -> 1-D convolutional text nets (decoder logits ``[N, L, vocab_size]``).
     """
     out_dim = 2 * (shared_dim + private_dim)
     latent_dim = shared_dim + private_dim
+    if vocab_size is not None:
+        if len(shape) != 1:
+            raise ValueError(f"a text modality has per-sample shape [L] (token ids), got {list(shape)}")
+        return TextEncoder(vocab_size, shape[0], out_dim, arch), TextDecoder(latent_dim, vocab_size, shape[0], arch)
     if len(shape) == 3:
         if arch not in ("light", "resnet"):
             raise ValueError(f"unknown image architecture {arch!r}; choose 'light' or 'resnet'")
