@@ -224,3 +224,18 @@ def test_cli_compare_errors_are_one_line(tmp_path, capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["compare_polymnist_cpu.yaml", "compare_polymnist.yaml"])
+def test_shipped_compare_configs_list_the_seven_models(name):
+    """The shipped configs validate once the baseline types are registered (stand-ins where missing)."""
+    types = ["cmvae", "mvae", "mmvae", "mopoe", "mmjsd", "mvtcae", "mmvae_plus"]
+    with pytest.MonkeyPatch.context() as mp:
+        for t in types:
+            if t not in _ESTIMATORS:
+                mp.setitem(_ESTIMATORS, t, type(f"StandIn_{t}", (OneClusterVAE,), {"model_type": t}))
+        cfg = load_config(Path(__file__).parents[1] / "configs" / name)
+    assert [e.type for e in cfg.compare.models] == types
+    assert [e.display_label for e in cfg.compare.models] == ["CMVAE", "MVAE", "MMVAE", "MoPoE", "MMJSD", "MVTCAE",
+                                                             "MMVAE+"]
+    assert all(not e.overrides for e in cfg.compare.models)
