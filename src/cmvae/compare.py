@@ -64,15 +64,18 @@ OUTPUTS = ("comparison.csv", "comparison.md", "figure1.png", "compare_config.yam
 HARDWARE_KEYS = ("accelerator", "devices", "strategy", "num_workers", "progress")
 #: (key, header) of the table columns.
 METRIC_COLUMNS = (
-    ("unconditional_coherence", "uncond. coherence"),
-    ("conditional_coherence", "cond. coherence"),
-    ("conditional_coherence_1", "cond. coh. (1 observed)"),
-    ("conditional_coherence_loo", "cond. coh. (M-1 observed)"),
+    ("unconditional_coherence", "uncond. coh."),
+    ("conditional_coherence", "cond. coh."),
+    ("conditional_coherence_1", "cond. coh. 1 obs."),
+    ("conditional_coherence_loo", "cond. coh. M-1 obs."),
     ("fd_unconditional", "FD uncond."),
-    ("fd_conditional", "FD cond. (M-1 observed)"),
+    ("fd_conditional", "FD cond."),
     ("epochs", "epochs"),
     ("train_seconds", "train s"),
 )
+
+#: Decimals in the tables (default 3).
+DIGITS = {"fd_unconditional": 1, "fd_conditional": 1, "epochs": 0, "train_seconds": 0}
 
 #: ``progress(runs_done, runs_total, what is happening)``.
 ProgressFn = Callable[[int, int, str], None]
@@ -117,6 +120,10 @@ def _model(cfg: RunConfig, entry: CompareEntry, seed: int) -> MultimodalEstimato
 # --------------------------------------------------------------------------- results
 
 
+def _fmt(key: str, value: float) -> str:
+    return f"{float(value):.{DIGITS.get(key, 3)}f}"
+
+
 @dataclass
 class RunResult:
     """One trained model: its scores (keys of :data:`METRIC_COLUMNS`) and where it lives."""
@@ -151,11 +158,13 @@ class ComparisonResult:
                           for key, _ in METRIC_COLUMNS}
         return out
 
-    def run_rows(self) -> dict[str, dict[str, Any]]:
-        return {f"{r.label} (seed {r.seed})": r.scores for r in self.runs}
+    def run_rows(self) -> dict[str, dict[str, str]]:
+        """Table rows ``{"label (seed k)": {metric: text}}``."""
+        return {f"{r.label} (seed {r.seed})": {k: _fmt(k, v) for k, v in r.scores.items()} for r in self.runs}
 
     def summary_rows(self) -> dict[str, dict[str, str]]:
-        return {label: {k: f"{m:.3f} ± {s:.3f}" if k != "epochs" else f"{m:.1f} ± {s:.1f}" for k, (m, s) in stats.items()}
+        """Table rows ``{label: {metric: "mean ± std"}}``."""
+        return {label: {k: f"{_fmt(k, m)} ± {_fmt(k, s)}" for k, (m, s) in stats.items()}
                 for label, stats in self.summary().items()}
 
     def to_markdown(self) -> str:
@@ -166,9 +175,9 @@ class ComparisonResult:
             f"{acc} (per modality); coherence of the real tuples (ceiling): {self.real_coherence:.3f}.\n\n"
             "## Per model and seed\n\n" + format_scores_table(self.run_rows(), METRIC_COLUMNS) + "\n\n"
             "## Mean ± std over seeds\n\n" + format_scores_table(self.summary_rows(), METRIC_COLUMNS) + "\n\n"
-            "Coherence (higher is better): unconditional = all modalities of a sample get the same label; "
+            "Coherence (coh., higher is better): unconditional = all modalities of a sample get the same label; "
             "conditional = generated modalities get the label of the observed ones (mean over the subsets of each "
-            "size, then over the sizes; also shown from 1 and from M-1 observed modalities). "
+            "size, then over the sizes; also shown from 1 and from M-1 observed (obs.) modalities). "
             f"FD = {FD_NAME} (lower is better), averaged over modalities, of unconditional samples (uncond.) and of "
             "each modality generated from the other M-1 (cond.); comparable only within this comparison.\n"
         )

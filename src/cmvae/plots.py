@@ -486,6 +486,7 @@ def save_coherence_quality_figure(
         ax.set_title(panel_title)
         ax.grid(True, alpha=0.3)
         ax.margins(0.12)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         lo, hi = ax.get_ylim()
         ax.set_ylim(max(lo, -0.02), min(hi, 1.02))  # coherence is a fraction
         if col == 1:
