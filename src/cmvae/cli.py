@@ -8,6 +8,7 @@
     cmvae evaluate RUN_DIR [--split test|train]
     cmvae evaluate RUN_DIR --generation [--classifier-epochs N]   # coherence, FD (classifier features)
     cmvae sample RUN_DIR [--per-cluster 3] [--out FILE]
+    cmvae compare CONFIG.yaml --out DIR [--overwrite] [--accelerator gpu]   # models x seeds, Figure 1
 
 The commands are thin: they parse arguments, call the library, print tables and write
 files. A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/last.ckpt``,
@@ -550,7 +551,7 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
     from rich.table import Table
 
     from .estimator import pick_device
-    from .generation import evaluate_generation, load_or_train_classifiers
+    from .generation import evaluate_generation, labelled_split, load_or_train_classifiers
     from .metrics.frechet import FD_NAME, frechet_inception_distance
 
     start = time.monotonic()
@@ -562,16 +563,9 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
         except NotImplementedError as err:
             raise CLIError(str(err)) from None
     train_views, train_labels = data.split("train")
-    if train_labels is None:
-        raise CLIError("the training split has no labels: cannot train the coherence classifiers")
-    if args.split != "train" and data.test_views is not None and data.test_labels is not None:
-        split, (views, labels) = "test", data.split("test")
-    elif args.split == "test":
-        raise CLIError("--split test: the data has no labelled test split")
-    else:
-        split, views, labels = "train", train_views, train_labels
-        if args.split is None:
-            console.print("no labelled test split: scoring on the training split")
+    split, views, labels = labelled_split(data, args.split)
+    if split == "train" and args.split is None:
+        console.print("no labelled test split: scoring on the training split")
     folder = run_dir / "classifiers"
     device = str(pick_device(args.accelerator))
     with console.status("coherence classifiers") as status:
@@ -610,6 +604,43 @@ def run_generation_evaluation(model, cfg, data, run_dir: Path, args: argparse.Na
                "elapsed_seconds": round(time.monotonic() - start, 1), "cmvae_version": __version__}
     (run_dir / "generation.json").write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"wrote {run_dir / 'generation.md'} and {run_dir / 'generation.json'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train the models of the config's compare: section over its seeds; table and Figure 1."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .compare import METRIC_COLUMNS, compare_models
+    from .config import load_config
+    from .metrics import print_scores_table
+
+    config_path = _resolve_config_path(args.config)
+    cfg = load_config(config_path)
+    if cfg.compare is None:
+        raise CLIError(f"{config_path}: no compare: section (the models to compare and the seeds)")
+    cfg = _apply_overrides(cfg, str(config_path), accelerator=args.accelerator)
+    console = _console()
+    out = Path(args.out)
+    cc = cfg.compare
+    t = cfg.training
+    limit = f", at most {t.max_time_minutes:g} min" if t.max_time_minutes else ""
+    console.print(f"comparing {len(cc.models)} models x {len(cc.seeds)} seed(s) "
+                  f"({', '.join(e.display_label for e in cc.models)}): {t.epochs} epochs{limit} each -> {out}")
+    start = time.monotonic()
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=len(cc.models) * len(cc.seeds))
+        result = compare_models(cfg, out, overwrite=args.overwrite,
+                                progress=lambda done, total, text: bar.update(task, completed=done, description=text))
+    reused = sum(not r.trained_now for r in result.runs)
+    if reused:
+        console.print(f"{reused} run(s) reused from {out} (pass --overwrite to train them again)")
+    print_scores_table(result.summary_rows(), title="Generation: mean ± std over seeds (FD: lower is better)",
+                       console=console, columns=METRIC_COLUMNS)
+    console.print("wrote " + ", ".join(str(p) for p in result.files.values())
+                  + f" in {_fmt_duration(time.monotonic() - start)}")
     return 0
 
 
@@ -714,6 +745,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="use one sample of q(z|x_m) instead of its mean")
     p.add_argument("--accelerator", default="auto", help="device for inference (default auto)")
     p.set_defaults(func=cmd_select_clusters)
+
+    p = sub.add_parser("compare", parents=[common], help="compare multimodal VAEs on the same data (Figure 1)",
+                       description="Train each model of the config's compare: section for each seed with the same "
+                       "data and training budget, score generation (coherence, FD with classifiers trained once) and "
+                       "write comparison.csv, comparison.md and figure1.png. Runs already saved in the folder are "
+                       "reused.")
+    p.add_argument("config", metavar="CONFIG", help="YAML config with a compare: section")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (one run folder per model and seed)")
+    p.add_argument("--overwrite", action="store_true", help="train and score every run again")
+    p.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("quickstart", parents=[common, run_opts], help="PolyMNIST end to end on the CPU (~20 min)",
                        description="Build PolyMNIST offline, train the packaged CPU config and evaluate it.")

@@ -21,7 +21,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -35,6 +35,9 @@ __all__ = [
     "ModelConfig",
     "TrainingConfig",
     "RunConfig",
+    "CompareConfig",
+    "CompareEntry",
+    "known_model_types",
     "load_config",
     "dump_config",
     "config_from_dict",
@@ -230,12 +233,125 @@ class TrainingConfig(_Strict):
     low_memory: bool = False
 
 
+# ------------------------------------------------------------------------ compare
+
+#: Settings every model of a comparison shares: the training budget and the seeds.
+SHARED_KEYS = ("epochs", "max_time_minutes", "seed")
+#: How tables and figures name the model types (the papers' spellings).
+DISPLAY_NAMES = {"cmvae": "CMVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE", "mmjsd": "MMJSD",
+                 "mvtcae": "MVTCAE", "mmvae_plus": "MMVAE+"}
+
+
+def known_model_types() -> list[str]:
+    """Model types a config may name: those of ``model.type`` and every registered estimator."""
+    from .estimator import _ESTIMATORS
+
+    return sorted(set(get_args(ModelConfig.model_fields["type"].annotation)) | set(_ESTIMATORS))
+
+
+def _check_values(section: type[_Strict], values: dict[str, Any]) -> None:
+    """Validate ``values`` as keys of ``section`` (a ValueError names the key)."""
+    try:
+        section.model_validate(values)
+    except ValidationError as err:
+        raise ValueError("; ".join(_describe(dict(e)) for e in err.errors())) from None
+
+
+class CompareEntry(BaseModel):
+    """One model of a comparison: ``type`` (a model type), an optional display ``label`` and
+    overrides of the ``model``/``training`` settings (checked against the class when it is registered)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    label: str | None = Field(None, min_length=1)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The settings this entry changes: ``{key: value}``."""
+        return dict(self.model_extra or {})
+
+    @property
+    def display_label(self) -> str:
+        """``label``, or the model's usual name (``MMVAE+`` for ``mmvae_plus``)."""
+        return self.label or DISPLAY_NAMES.get(self.type, self.type)
+
+    @property
+    def folder(self) -> str:
+        """Run-folder name derived from the label (``MMVAE+`` -> ``MMVAEplus``)."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.display_label.replace("+", "plus")).strip("._")
+        return name or self.type
+
+    @model_validator(mode="after")
+    def _check(self) -> "CompareEntry":
+        from .estimator import _ESTIMATORS
+
+        known = known_model_types()
+        if self.type not in known:
+            close = difflib.get_close_matches(self.type, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown model type {self.type!r}{hint}; known types: {', '.join(known)}")
+        shared = [k for k in self.overrides if k in SHARED_KEYS]
+        if shared:
+            raise ValueError(
+                f"{shared[0]} cannot differ between models: every model gets the same training budget "
+                "(training.epochs, training.max_time_minutes) and the seeds of compare.seeds"
+            )
+        klass = _ESTIMATORS.get(self.type)
+        accepted = set(klass._param_names()) if klass is not None else None
+        model_keys = set(ModelConfig.model_fields) - {"type"}
+        for key, value in self.overrides.items():
+            if accepted is not None and key not in accepted:
+                raise ValueError(f"{key}: not a parameter of model type {self.type!r}; "
+                                 f"its parameters: {', '.join(sorted(accepted - set(SHARED_KEYS)))}")
+            if key in model_keys:
+                _check_values(ModelConfig, {key: value})
+            elif key in TrainingConfig.model_fields:
+                _check_values(TrainingConfig, {key: value})
+            elif accepted is None:
+                raise ValueError(f"{key}: unknown key for model type {self.type!r} (not a model or training setting)")
+        return self
+
+
+class CompareConfig(_Strict):
+    """``compare:`` section of ``cmvae compare``: the models, the seeds and the generation evaluation."""
+
+    models: list[CompareEntry] = Field(min_length=1, description="the models to train (type, label, overrides)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="training seeds of every model")
+    n_samples: int = Field(1000, ge=2, description="unconditional samples per model")
+    max_samples: int | None = Field(1000, ge=1, description="test tuples for conditional coherence and FD (null = all)")
+    max_subsets_per_size: int | None = Field(None, ge=1, description="observed subsets scored per size (null = all)")
+    classifier_epochs: int = Field(4, ge=1, description="epochs of the coherence classifiers (trained once)")
+    classifier_max_train: int | None = Field(None, ge=1, description="train the classifiers on at most this many tuples")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds repeat a value: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "CompareConfig":
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(self.models):
+            folder = entry.folder
+            if folder in seen:
+                raise ValueError(
+                    f"models[{i}] and models[{seen[folder]}] would share the run folder {folder!r}: "
+                    "give them different labels"
+                )
+            seen[folder] = i
+        return self
+
+
 class RunConfig(_Strict):
-    """A whole run: ``data``, ``model`` and ``training`` sections."""
+    """A whole run: ``data``, ``model`` and ``training`` sections (and ``compare`` for ``cmvae compare``)."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    compare: CompareConfig | None = None
 
     def estimator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``CMVAE(**kwargs)``: model and training settings."""
@@ -265,6 +381,7 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for item in loc[:-1]:
         info = model.model_fields.get(str(item))
         ann = info.annotation if info is not None else None
+        ann = next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann

@@ -36,6 +36,7 @@ from .metrics.coherence import (
 )
 from .metrics.frechet import FD_NAME, frechet_classifier_distance
 from .plots import save_image_grid
+from .schema import DataValidationError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ __all__ = [
     "conditional_grid",
     "evaluate_generation",
     "image_modalities",
+    "labelled_split",
+    "leave_one_out_fd",
     "load_or_train_classifiers",
     "sample_grid",
     "save_conditional_grid",
@@ -142,6 +145,24 @@ def save_conditional_grid(model: Any, views: Sequence[Any], out_png: str | Path,
 # --------------------------------------------------------------------------- classifiers
 
 
+def labelled_split(data: Any, split: str | None = None) -> tuple[str, list[Any], np.ndarray]:
+    """``(name, views, labels)`` that generation is scored on: the labelled test split of ``data``
+    (a :class:`cmvae.config.RunData`) unless ``split="train"`` or it has none, else the training split.
+    The training split must be labelled (the coherence classifiers learn from it)."""
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
+    train_views, train_labels = data.split("train")
+    if train_labels is None:
+        raise DataValidationError("the training split has no labels: cannot train the coherence classifiers")
+    if split != "train" and data.test_views is not None and data.test_labels is not None:
+        views, labels = data.split("test")
+        return "test", views, np.asarray(labels)
+    if split == "test":
+        raise DataValidationError("--split test: the data has no labelled test split")
+    return "train", train_views, np.asarray(train_labels)
+
+
+
 def load_or_train_classifiers(
     folder: str | Path,
     train_views: Sequence[Any],
@@ -192,6 +213,7 @@ class GenerationReport:
     conditional: ConditionalCoherence
     fd: list[float]
     fd_reference: list[float] | None = None
+    fd_conditional: list[float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +228,7 @@ class GenerationReport:
             "fd_name": FD_NAME,
             "fd": self.fd,
             "fd_reference": self.fd_reference,
+            "fd_conditional": self.fd_conditional,
             "info": self.info,
         }
 
@@ -265,6 +288,7 @@ def evaluate_generation(
     max_samples: int | None = 1000,
     reference_views: Sequence[Any] | None = None,
     max_subsets_per_size: int | None = None,
+    conditional_fd: bool = False,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> GenerationReport:
@@ -275,6 +299,7 @@ def evaluate_generation(
     ``n_samples`` unconditional tuples are drawn. ``reference_views`` (e.g. the training
     split): a same-sized real sample whose FD to ``views`` is reported as a floor.
     ``max_subsets_per_size``: score a random few subsets per size (all by default).
+    ``conditional_fd``: also report :func:`leave_one_out_fd` (``fd_conditional``).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -300,6 +325,7 @@ def evaluate_generation(
         ref_idx = np.sort(rng.choice(len(reference_views[0]), k, replace=False))
         fd_ref = [frechet_classifier_distance(views[m], np.asarray(reference_views[m])[ref_idx], classifiers, m)
                   for m in range(n_mod)]
+    fd_cond = leave_one_out_fd(model, classifiers, views, seed=seed) if conditional_fd else None
     return GenerationReport(
         n_modalities=n_mod,
         n_eval=int(labels.shape[0]),
@@ -310,5 +336,21 @@ def evaluate_generation(
         conditional=cond,
         fd=fd,
         fd_reference=fd_ref,
+        fd_conditional=fd_cond,
         info={"subsets": [list(s) for s in subsets], "seed": seed, "classifiers": classifiers.info},
     )
+
+
+def leave_one_out_fd(model: Any, classifiers: ModalityClassifiers, views: Sequence[Any], *, seed: int = 0) -> list[float]:
+    """Quality of conditional generation: for each modality m, the Frechet distance (classifier
+    features) between the real ``views[m]`` ``[N, ...]`` and modality m generated from the other
+    modalities of the same tuples. One value per modality (lower is better)."""
+    n_mod = len(views)
+    if n_mod < 2:
+        raise ValueError("leave-one-out generation needs at least 2 modalities")
+    out = []
+    for m in range(n_mod):
+        inputs = [None if k == m else views[k] for k in range(n_mod)]
+        generated = model.generate(inputs, targets=[m], seed=seed)[m]
+        out.append(frechet_classifier_distance(views[m], generated, classifiers, m))
+    return out

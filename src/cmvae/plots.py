@@ -28,6 +28,7 @@ __all__ = [
     "save_image_grid",
     "save_entropy_curve",
     "save_latent_map",
+    "save_coherence_quality_figure",
 ]
 
 PathLike = str | os.PathLike
@@ -429,5 +430,68 @@ def save_latent_map(
     ax.set_ylabel(axis_names[1])
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return _save_atomic(fig, out_png)
+
+
+# --------------------------------------------------------------------------- #
+# model comparison (the paper's Figure 1)
+# --------------------------------------------------------------------------- #
+COMPARISON_PANELS = (
+    ("fd_unconditional", "unconditional_coherence", "Unconditional generation", "unconditional samples"),
+    ("fd_conditional", "conditional_coherence", "Conditional generation", "samples from the other modalities"),
+)
+
+
+def save_coherence_quality_figure(
+    points: Sequence[Mapping[str, Any]],
+    out_png: PathLike,
+    *,
+    fd_name: str = "FD (classifier features)",
+    title: str | None = None,
+) -> Path:
+    """Two panels, coherence (y) against sample quality (x): unconditional coherence vs the FD of
+    unconditional samples, and conditional coherence vs the FD of conditionally generated samples.
+
+    Args:
+        points: one mapping per trained model (e.g. per model and seed) with ``"model"`` (legend
+            name; one colour per model) and the float keys ``unconditional_coherence``,
+            ``conditional_coherence``, ``fd_unconditional``, ``fd_conditional``. Models with several
+            points also get their mean drawn as a large cross.
+        out_png: output PNG path (1100 x 450 pixels).
+        fd_name: how the x-axes name the distance (lower is better).
+        title: optional figure title.
+    """
+    if not points:
+        raise ValueError("points is empty: nothing to plot")
+    keys = [k for panel in COMPARISON_PANELS for k in panel[:2]]
+    for i, p in enumerate(points):
+        missing = [k for k in ("model", *keys) if k not in p]
+        if missing:
+            raise ValueError(f"points[{i}] lacks {', '.join(missing)}")
+    models = list(dict.fromkeys(str(p["model"]) for p in points))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    fig = _new_figure((11.0, 4.5))
+    for col, (x_key, y_key, panel_title, what) in enumerate(COMPARISON_PANELS):
+        ax = fig.add_subplot(1, 2, col + 1)
+        for m in models:
+            xs = np.array([float(p[x_key]) for p in points if str(p["model"]) == m])
+            ys = np.array([float(p[y_key]) for p in points if str(p["model"]) == m])
+            ax.scatter(xs, ys, color=colours[m], s=36, alpha=0.8, label=m, edgecolors="none")
+            if xs.size > 1:
+                ax.scatter([xs.mean()], [ys.mean()], color=colours[m], s=120, marker="X", edgecolors="black",
+                           linewidths=0.6)
+        ax.set_xlabel(f"{fd_name} of {what}\n(lower is better)")
+        ax.set_ylabel(f"{y_key.replace('_', ' ')} (higher is better)")
+        ax.set_title(panel_title)
+        ax.grid(True, alpha=0.3)
+        ax.margins(0.12)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, -0.02), min(hi, 1.02))  # coherence is a fraction
+        if col == 1:
+            ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save_atomic(fig, out_png)
