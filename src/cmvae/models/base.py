@@ -104,10 +104,19 @@ class MultimodalVAE(nn.Module):
         _, post = self.encode_subset(views)
         if use_mean:
             return post.z_loc.mean(0)
-        k, b = post.z_loc.shape[:2]
-        pick = torch.randint(k, (b,), device=post.z_loc.device)
-        rows = torch.arange(b, device=post.z_loc.device)
-        return self.z_family.sample(post.z_loc[pick, rows], post.z_scale[pick, rows])
+        return self.sample_mixture(post.z_loc, post.z_scale)
+
+    def sample_mixture(self, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """One draw per datapoint from the uniform mixture of components ``[C, B, dz]``: ``[B, dz]``."""
+        k, b = loc.shape[:2]
+        pick = torch.randint(k, (b,), device=loc.device)
+        rows = torch.arange(b, device=loc.device)
+        return self.z_family.sample(loc[pick, rows], scale[pick, rows])
+
+    def joint_mean(self, post: Posteriors) -> torch.Tensor:
+        """Mean of the joint posterior q(z|X) from the unimodal ``[M, B, dz]`` parameters: ``[B, dz]``
+        (here the mixture of experts: the average of the unimodal means)."""
+        return post.z_loc.mean(0)
 
     def generate_from_z(self, z: torch.Tensor, targets: Sequence[int]) -> dict[int, torch.Tensor]:
         """Decoder means of the ``targets`` for shared latents ``z`` ``[B, dz]``, with w_m ~ p(w_m)."""
@@ -163,3 +172,16 @@ class MultimodalVAE(nn.Module):
         return multimodal_objective(
             self, list(views), n_samples=n_samples, estimator=estimator, beta=beta, keep_samples=keep_samples
         )
+
+
+class StandardPriorVAE(MultimodalVAE):
+    """A multimodal VAE with the fixed standard prior p(z) = F(0, I) (F: the latent family)."""
+
+    def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
+        zero = z.new_zeros(())
+        return self.z_family.log_prob(z, zero, zero + 1.0).sum(-1)
+
+    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
+        if cluster is not None:
+            raise ValueError(f"{type(self).__name__} has no clusters: sample with cluster=None")
+        return self.z_family.noise((n, self.shared_dim), self.likelihood_weights)
