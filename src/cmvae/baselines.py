@@ -269,4 +269,7 @@ def make_estimator(config: Any, **overrides: Any) -> MultimodalEstimator:
     unknown = set(overrides) - set(klass._param_names())
     if unknown:
         raise ConfigError(f"{klass.__name__} has no parameter(s) {sorted(unknown)}")
-    return klass(**{**config.estimator_kwargs(), **overrides})
+    try:
+        return klass(**{**config.estimator_kwargs(), **overrides})
+    except ValueError as err:  # a combination the class refuses (e.g. laplace latents for a PoE model)
+        raise ConfigError(f"model: {err}") from None
