@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 import yaml
 
 from cmvae import CMVAE, DataValidationError
+from cmvae.baselines import estimator_defaults as baseline_estimator_defaults
 from cmvae.config import (
     BASELINE_ONLY_KEYS,
     ConfigError,
@@ -37,16 +37,7 @@ def write_yaml(path: Path, data) -> Path:
 
 
 def estimator_defaults() -> dict:
-    """Constructor defaults of CMVAE, its base classes included."""
-    out: dict = {}
-    for klass in CMVAE.__mro__:
-        if "__init__" not in klass.__dict__ or klass is object:
-            continue
-        for name, p in inspect.signature(klass.__init__).parameters.items():
-            if name in ("self", "kwargs", "encoders", "decoders") or p.default is inspect.Parameter.empty:
-                continue
-            out.setdefault(name, p.default)
-    return out
+    return baseline_estimator_defaults(CMVAE)
 
 
 # ------------------------------------------------------------------ defaults in sync

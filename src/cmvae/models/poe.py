@@ -10,12 +10,9 @@ q(z | X_S) = PoE(q(z | x_m), m in S [, p(z)]), used by ``generate`` and ``transf
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
-
-from ..distributions import Likelihood
 from ..experts import product_of_experts
 from ..objectives import EstimatorName, ObjectiveTerms, Posteriors
 from .base import StandardPriorVAE
@@ -24,18 +21,8 @@ from .base import StandardPriorVAE
 class GaussianVAE(StandardPriorVAE):
     """Gaussian shared latent only; subclasses define :meth:`loss`."""
 
-    def __init__(
-        self,
-        encoders: Sequence[nn.Module],
-        decoders: Sequence[nn.Module],
-        likelihoods: Sequence[Likelihood],
-        *,
-        shared_dim: int,
-        private_dim: int = 0,
-        latent_family_name: str = "gaussian",
-        likelihood_weights: Sequence[float] | None = None,
-        low_memory: bool = False,
-    ) -> None:
+    def __init__(self, *args: Any, private_dim: int = 0, latent_family_name: str = "gaussian", **kwargs: Any) -> None:
+        """:class:`MultimodalVAE`'s arguments; ``private_dim`` must be 0 and the latents Gaussian."""
         if private_dim != 0:
             raise ValueError(f"{type(self).__name__} has no private latents: private_dim must be 0, got {private_dim}")
         if latent_family_name != "gaussian":
@@ -43,35 +30,20 @@ class GaussianVAE(StandardPriorVAE):
                 f"{type(self).__name__} needs Gaussian latents (closed-form products of experts / KL terms); "
                 f"got latent_family={latent_family_name!r}"
             )
-        super().__init__(
-            encoders,
-            decoders,
-            likelihoods,
-            shared_dim=shared_dim,
-            private_dim=0,
-            latent_family_name="gaussian",
-            likelihood_weights=likelihood_weights,
-            low_memory=low_memory,
-        )
+        super().__init__(*args, private_dim=0, latent_family_name="gaussian", **kwargs)
 
-    def loss(self, views: list[torch.Tensor], *, n_samples: int, beta: float) -> ObjectiveTerms:
+    def loss(self, views: list[torch.Tensor], *, n_samples: int = 1, beta: float = 1.0) -> ObjectiveTerms:
         """The model's objective on a batch (see :mod:`cmvae.objectives`)."""
         raise NotImplementedError
 
-    def objective(
-        self,
-        views: Sequence[torch.Tensor],
-        *,
-        n_samples: int = 1,
-        estimator: EstimatorName = "elbo",
-        beta: float = 1.0,
-        keep_samples: bool = False,
-    ) -> ObjectiveTerms:
+    def objective(self, views: Sequence[torch.Tensor], *, estimator: EstimatorName = "elbo", **options: Any) -> ObjectiveTerms:
+        """:meth:`loss` with ``n_samples`` and ``beta`` from ``options`` (``keep_samples`` has nothing to keep)."""
         if estimator != "elbo":
             raise ValueError(
                 f"{type(self).__name__} trains its own ELBO-type objective: estimator must be 'elbo', got {estimator!r}"
             )
-        return self.loss(list(views), n_samples=n_samples, beta=beta)
+        options.pop("keep_samples", None)
+        return self.loss(list(views), **options)
 
 
 class PoEVAE(GaussianVAE):
