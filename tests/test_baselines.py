@@ -399,6 +399,13 @@ def test_estimator_fit_save_load_generate_predict(klass, tmp_path):
         model.predict_proba(views)
 
 
+def test_poe_model_validates_with_several_samples():
+    """Validation uses the IWAE bound for K > 1 only where the model has one."""
+    views, y = make_data()
+    model = cmvae.MoPoE(**{**FAST, "n_samples": 2}).fit(views, val_views=views, val_labels=y)
+    assert np.isfinite(model.history_["val/bound"]).all()
+
+
 def test_estimator_parameter_checks():
     with pytest.raises(ValueError, match="Gaussian"):
         cmvae.MoPoE(latent_family="laplace")

@@ -21,6 +21,8 @@ from .base import StandardPriorVAE
 class GaussianVAE(StandardPriorVAE):
     """Gaussian shared latent only; subclasses define :meth:`loss`."""
 
+    importance_weighted: ClassVar[bool] = False  # no IWAE bound: validation reports the objective itself
+
     def __init__(self, *args: Any, private_dim: int = 0, latent_family_name: str = "gaussian", **kwargs: Any) -> None:
         """:class:`MultimodalVAE`'s arguments; ``private_dim`` must be 0 and the latents Gaussian."""
         if private_dim != 0:
