@@ -233,6 +233,24 @@ def test_mopoe_objective_matches_brute_force():
     assert float(terms.loss) == pytest.approx(-total / 3, rel=1e-10)
 
 
+def test_mopoe_with_subset_sampling_matches_brute_force():
+    """One uniformly drawn subset per datapoint: that subset's ELBO."""
+    module = make_module(MoPoEModule, subset_sampling=True)
+    views, beta = make_views(6), 0.8
+    torch.manual_seed(2)
+    terms = module.objective(views, n_samples=2, beta=beta)
+    (eps,) = module.z_family.drawn  # [K, B, dz]
+    picks = terms.samples["subset"].tolist()
+    assert len(set(picks)) > 1 and all(0 <= p < 7 for p in picks)
+    subsets = subsets_by_bitmask(3)
+    post = posteriors_by_hand(module, views)
+    total = 0.0
+    for b, p in enumerate(picks):
+        q = poe_by_hand([post[m, b] for m in subsets[p]], prior_weight=0.0)
+        total += expected_rec(module, views, b, q, eps[:, b], range(3)) - beta * kl_by_hand(q)
+    assert float(terms.loss) == pytest.approx(-total / 6, rel=1e-10)
+
+
 def test_mmjsd_objective_matches_brute_force():
     module = make_module(MMJSDModule)
     views, beta, k = make_views(), 1.3, 2
@@ -419,6 +437,7 @@ def test_estimator_parameter_checks():
         cmvae.MMJSD(n_clusters=0)
     assert cmvae.MMVAE().get_params()["estimator"] == "dreg"
     assert cmvae.MMVAEPlus().get_params()["private_dim"] == 32
+    assert cmvae.MoPoE().get_params()["subset_sampling"] is True
 
 
 # ----------------------------------------------------------------------------------------

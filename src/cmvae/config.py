@@ -90,7 +90,7 @@ class DataConfig(_Strict):
 
 
 ModelType = Literal["cmvae", "mvae", "mmvae", "mopoe", "mmjsd", "mvtcae", "mmvae_plus"]
-BASELINE_ONLY_KEYS = ("alpha", "subsampled_subsets")  # parameters of one baseline (MVTCAE, MVAE), not CMVAE's
+BASELINE_ONLY_KEYS = ("alpha", "subsampled_subsets", "subset_sampling")  # one baseline's (MVTCAE, MVAE, MoPoE)
 
 
 class ModelConfig(_Strict):
@@ -123,6 +123,7 @@ class ModelConfig(_Strict):
     cluster_init_epoch: int | None = Field(None, ge=0)
     alpha: float | None = Field(None, ge=0, le=1, description="MVTCAE only (default 0.1)")
     subsampled_subsets: int | None = Field(None, ge=0, description="MVAE only (default 0)")
+    subset_sampling: bool | None = Field(None, description="MoPoE only (default true)")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,9 +1,11 @@
 """MoPoE (Sutter, Daunhawer & Vogt 2021): the posterior of a set of modalities is the uniform
-mixture over its non-empty subsets of the subsets' products of experts (no prior expert)."""
+mixture over its non-empty subsets of the subsets' products of experts (no prior expert).
+``subset_sampling``: train on one random subset per datapoint instead of all 2^M - 1."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -14,6 +16,10 @@ from .poe import PoEVAE
 
 class MoPoEModule(PoEVAE):
     prior_expert = 0.0
+
+    def __init__(self, *args: Any, subset_sampling: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subset_sampling = subset_sampling
 
     def components(self, post: Posteriors) -> tuple[torch.Tensor, torch.Tensor]:
         """The PoE of every non-empty subset of the experts in ``post``: (loc, scale) ``[S, B, dz]``."""
@@ -30,4 +36,4 @@ class MoPoEModule(PoEVAE):
         return loc.mean(0) if use_mean else self.sample_mixture(loc, scale)
 
     def loss(self, views: list[torch.Tensor], *, n_samples: int, beta: float) -> ObjectiveTerms:
-        return mopoe_objective(self, views, n_samples=n_samples, beta=beta)
+        return mopoe_objective(self, views, n_samples=n_samples, beta=beta, sample_subsets=self.subset_sampling)
