@@ -181,7 +181,7 @@ def _evaluation_rows(model, cfg, data, split: str) -> tuple[dict[str, dict[str, 
     n_classes = int(np.unique(labels).shape[0])
     pred = model.predict(views)
     rows = {
-        MODEL_ROW: clustering_scores(labels, pred),
+        _model_row(model): clustering_scores(labels, pred),
         BASELINE_ROW: kmeans_baseline(views, labels, n_clusters=n_classes, seed=cfg.training.seed, max_samples=20000),
     }
     meta = {
@@ -191,8 +191,14 @@ def _evaluation_rows(model, cfg, data, split: str) -> tuple[dict[str, dict[str, 
         "n_modalities": len(views),
         "n_clusters": int(cfg.model.n_clusters),
         "data": data.info.get("source", cfg.data.name),
+        "model": _model_row(model),
     }
     return rows, meta
+
+
+def _model_row(model) -> str:
+    """Row name of a model in score tables: ``CMVAE``, or a baseline's name with its k-means note."""
+    return MODEL_ROW if hasattr(model, "cluster_weights_") else f"{type(model).__name__} + k-means"
 
 
 def _default_split(data) -> str:
@@ -211,7 +217,7 @@ def run_evaluation(model, cfg, data, run_dir: Path, split: str | None, console) 
     )
     print_scores_table(rows, title=title, console=console, columns=SCORE_COLUMNS)
     md = (
-        f"# Evaluation of `{run_dir}`\n\n{title}; data: {meta['data']}; CMVAE with {meta['n_clusters']} clusters.\n\n"
+        f"# Evaluation of `{run_dir}`\n\n{title}; data: {meta['data']}; {meta['model']} with {meta['n_clusters']} clusters.\n\n"
         + format_scores_table(rows, columns=SCORE_COLUMNS)
         + "\n\nNMI: normalised mutual information; ARI: adjusted Rand index; ACC: accuracy under the best "
         "one-to-one matching of clusters to classes (Hungarian); clusters used: distinct predicted clusters.\n"
@@ -318,7 +324,7 @@ def _prepend_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Pat
 
 def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, console=None) -> int:
     """Fit, save, plot and evaluate a run described by ``cfg`` into ``out``."""
-    from . import CMVAE
+    from .baselines import make_estimator
     from .config import dump_config, load_data
     from .plots import save_training_curves
 
@@ -335,14 +341,15 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
     )
     if _is_rank_zero():
         dump_config(cfg, out / "config.yaml")
-    model = CMVAE(**cfg.estimator_kwargs())
+    model = make_estimator(cfg)
+    name = type(model).__name__
     val_views = val_labels = None
     if data.test_views is not None and data.test_labels is not None:
         val_views, val_labels = data.test_views, data.test_labels
     t = cfg.training
     limit = f", at most {t.max_time_minutes:g} min" if t.max_time_minutes else ""
     console.print(
-        f"training CMVAE ({cfg.model.n_clusters} clusters, arch {cfg.model.arch}) for {t.epochs} epochs{limit} "
+        f"training {name} ({cfg.model.n_clusters} clusters, arch {cfg.model.arch}) for {t.epochs} epochs{limit} "
         f"on accelerator={t.accelerator}, devices={t.devices} -> {out}"
     )
     metrics_csv = out / "logs" / "metrics.csv"
@@ -364,7 +371,7 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
     model.save(out / "model")
     if metrics_csv.is_file():
         try:
-            save_training_curves(metrics_csv, out / "training_curves.png", title=f"CMVAE training: {out.name}")
+            save_training_curves(metrics_csv, out / "training_curves.png", title=f"{name} training: {out.name}")
         except ValueError as err:
             log.warning("no training curves: %s", err)
     else:
@@ -419,7 +426,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def _load_run(run_dir: Path, accelerator: str):
     """(config, model, data) of a finished run folder, with one-line errors for what is missing."""
-    from . import CMVAE
+    from . import MultimodalEstimator
     from .config import load_config, load_data
 
     if not run_dir.is_dir():
@@ -429,7 +436,7 @@ def _load_run(run_dir: Path, accelerator: str):
     if not (run_dir / "config.yaml").is_file():
         raise CLIError(f"no run config in {run_dir} (missing config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    model = CMVAE.load(run_dir / "model", accelerator=accelerator)
+    model = MultimodalEstimator.load(run_dir / "model", accelerator=accelerator)
     return cfg, model, load_data(cfg.data)
 
 
@@ -452,6 +459,8 @@ def cmd_select_clusters(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     cfg, model, data = _load_run(run_dir, args.accelerator)
+    if not hasattr(model, "select_clusters"):
+        raise CLIError(f"{run_dir} holds a {type(model).__name__}, which has no cluster prior to prune")
     console = _console()
     views, labels = data.split("train")
     eval_split = _default_split(data) if (data.test_labels is not None or labels is not None) else None
@@ -689,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts.add_argument("--overwrite", action="store_true", help="replace a previous run in the output folder")
 
     p = sub.add_parser("train", parents=[common, run_opts], help="train CMVAE from a YAML config",
-                       description="Train CMVAE from a YAML config, save it, plot the curves and evaluate it.")
+                       description="Train CMVAE (or the baseline named by model.type: mvae, mmvae, mopoe, mmjsd, "
+                       "mvtcae, mmvae_plus) from a YAML config, save it, plot the curves and evaluate it.")
     p.add_argument("--config", default=None,
                    help="YAML config file, or a packaged config name: polymnist_cpu, polymnist, cubicc")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, model, reports)")

@@ -85,18 +85,29 @@ ProgressFn = Callable[[int, int, str], None]
 
 
 def _build(model_type: str, params: dict[str, Any]) -> MultimodalEstimator:
-    """An unfitted estimator of ``model_type`` (a registered type) with the ``params`` its class
-    takes; the others (e.g. ``n_clusters`` for a model without clusters) are left out.
+    """An unfitted estimator of ``model_type`` (a registered type) from the shared ``params``.
 
-    The one place where a comparison turns settings into a model.
+    The one place where a comparison turns settings into a model: parameters the class does
+    not take (e.g. ``n_clusters``-related keys of CMVAE) are left out, and settings a model's
+    definition fixes are set to that value: no private latents (``private_dim = 0``) for
+    MVAE/MMVAE/MoPoE/mmJSD/MVTCAE, Gaussian latents for the product-of-experts models, the
+    model's own ELBO-type objective for the models that have one.
     """
-    from .estimator import _ESTIMATORS
+    from .baselines import estimator_class
 
-    klass = _ESTIMATORS.get(model_type)
-    if klass is None:
-        raise ConfigError(f"model type {model_type!r} is not available (registered: {', '.join(sorted(_ESTIMATORS))})")
+    try:
+        klass = estimator_class(model_type)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     accepted = set(klass._param_names())
-    return klass(**{k: v for k, v in params.items() if k in accepted})
+    kwargs = {k: v for k, v in params.items() if k in accepted}
+    if not getattr(klass, "has_private_latents", True):
+        kwargs["private_dim"] = 0
+    if getattr(klass, "gaussian_only", False):
+        kwargs["latent_family"] = "gaussian"
+    if getattr(klass, "elbo_only", False):
+        kwargs["estimator"] = "elbo"
+    return klass(**kwargs)
 
 
 def run_params(cfg: RunConfig, entry: CompareEntry, seed: int) -> dict[str, Any]:

@@ -184,10 +184,20 @@ class DataConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
-    """CMVAE hyper-parameters. The defaults are :class:`cmvae.CMVAE`'s (a test keeps them in sync)."""
+ModelType = Literal["cmvae", "mvae", "mmvae", "mopoe", "mmjsd", "mvtcae", "mmvae_plus"]
+BASELINE_ONLY_KEYS = ("alpha", "subsampled_subsets", "subset_sampling")  # one baseline's (MVTCAE, MVAE, MoPoE)
 
-    type: Literal["cmvae"] = "cmvae"
+
+class ModelConfig(_Strict):
+    """Model hyper-parameters. ``type`` picks the model: ``cmvae`` (default) or a baseline of
+    :mod:`cmvae.baselines`. The defaults are :class:`cmvae.CMVAE`'s (a test keeps them in sync);
+    for a baseline, keys left out take that baseline's defaults (e.g. ``private_dim: 0``,
+    ``latent_family: gaussian`` for ``mopoe``), and a key it does not use (e.g. ``cluster_init``
+    for ``mvae``) must be left out or at its default, else it is an error naming the key.
+    ``n_clusters`` is used by every model (the baselines' ``predict`` runs k-means with it).
+    """
+
+    type: ModelType = "cmvae"
     n_clusters: int = Field(10, ge=1)
     shared_dim: int = Field(32, ge=1)
     private_dim: int = Field(32, ge=0)
@@ -213,6 +223,36 @@ class ModelConfig(_Strict):
     prior_mean_init_std: float = Field(1.0, ge=0)
     cluster_init: Literal["kmeans", "random"] = "kmeans"
     cluster_init_epoch: int | None = Field(None, ge=0)
+    alpha: float | None = Field(None, ge=0, le=1, description="MVTCAE only (default 0.1)")
+    subsampled_subsets: int | None = Field(None, ge=0, description="MVAE only (default 0)")
+    subset_sampling: bool | None = Field(None, description="MoPoE only (default true)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_type(cls, data: Any) -> Any:
+        """Fill the chosen model's defaults; reject keys it does not use (unless at their default)."""
+        if not isinstance(data, dict) or not isinstance(data.get("type", "cmvae"), str):
+            return data
+        from .baselines import estimator_class, estimator_defaults
+
+        try:
+            klass = estimator_class(data.get("type", "cmvae"))
+        except ValueError:
+            return data  # the type field reports the unknown name
+        accepted, defaults = set(klass._param_names()), estimator_defaults(klass)
+        data = dict(data)
+        unused = []
+        for name, info in cls.model_fields.items():
+            if name in accepted:
+                data.setdefault(name, defaults.get(name, info.default))
+            elif name != "type" and name in data and data[name] != info.default:
+                unused.append(name)
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)}: not a parameter of model type {data.get('type', 'cmvae')!r} "
+                f"({klass.__name__}); remove {'it' if len(unused) == 1 else 'them'}"
+            )
+        return data
 
 
 class TrainingConfig(_Strict):
@@ -354,8 +394,13 @@ class RunConfig(_Strict):
     compare: CompareConfig | None = None
 
     def estimator_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``CMVAE(**kwargs)``: model and training settings."""
-        kwargs = self.model.model_dump(exclude={"type"})
+        """Keyword arguments for the estimator of ``model.type`` (``CMVAE(**kwargs)`` by default):
+        the model settings that estimator takes, and the training settings.
+        :func:`cmvae.baselines.make_estimator` builds the right class."""
+        from .baselines import estimator_class
+
+        accepted = set(estimator_class(self.model.type)._param_names())
+        kwargs = {k: v for k, v in self.model.model_dump(exclude={"type"}).items() if k in accepted}
         kwargs.update(self.training.model_dump())
         return kwargs
 

@@ -20,18 +20,26 @@ over clusters is exact. The objective averages over m (and over the batch):
   priors the IWAE gradient sum_k w~_k d log W_k. The beta-weighting follows from applying
   the DReG identity to the score term, which log W carries with a factor beta.
 
-Every model in :mod:`cmvae.models` that has this shape reuses :func:`multimodal_objective`.
+Every model in :mod:`cmvae.models` that has this shape reuses :func:`multimodal_objective`
+(CMVAE, MMVAE+ with the standard prior, MMVAE without private latents).
+
+The product-of-experts baselines (Gaussian latents, no private latents, standard prior
+N(0, I), closed-form KL terms from :mod:`cmvae.experts`, K reparameterised samples averaged
+in the reconstruction terms) have one function each below: :func:`mvae_objective`,
+:func:`mopoe_objective`, :func:`mmjsd_objective`, :func:`mvtcae_objective`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from .distributions import LocScaleFamily
+from .experts import gaussian_kl, nonempty_subsets, product_of_experts, subset_posteriors
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import MultimodalVAE
@@ -65,28 +73,32 @@ class ObjectiveTerms:
 
     loss: torch.Tensor
     bound: torch.Tensor
-    log_lik_self: torch.Tensor
-    log_lik_cross: torch.Tensor
-    log_prior_z: torch.Tensor
-    log_prior_w: torch.Tensor
-    log_q_z: torch.Tensor
-    log_q_w: torch.Tensor
-    log_weights: torch.Tensor = field(repr=False)
+    log_lik_self: torch.Tensor | None = None
+    log_lik_cross: torch.Tensor | None = None
+    log_prior_z: torch.Tensor | None = None
+    log_prior_w: torch.Tensor | None = None
+    log_q_z: torch.Tensor | None = None
+    log_q_w: torch.Tensor | None = None
+    log_weights: torch.Tensor | None = field(default=None, repr=False)
     samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # other objectives' named terms
 
     def as_dict(self) -> dict[str, float]:
-        """Scalars for logging, per modality where that is informative."""
-        out = {
-            "loss": float(self.loss.detach()),
-            "bound": float(self.bound),
-            "log_prior_z": float(self.log_prior_z),
-            "log_prior_w": float(self.log_prior_w),
-            "log_q_z": float(self.log_q_z),
-            "log_q_w": float(self.log_q_w),
-        }
-        for m, (own, cross) in enumerate(zip(self.log_lik_self.tolist(), self.log_lik_cross.tolist())):
-            out[f"log_lik_self_{m}"] = own
-            out[f"log_lik_cross_{m}"] = cross
+        """Scalars for logging, per modality where that is informative (terms a model lacks are left out)."""
+        out = {"loss": float(self.loss.detach()), "bound": float(self.bound)}
+        for name in ("log_prior_z", "log_prior_w", "log_q_z", "log_q_w"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = float(value)
+        for kind in ("self", "cross"):
+            values = getattr(self, f"log_lik_{kind}")
+            for m, v in enumerate(values.tolist() if values is not None else []):
+                out[f"log_lik_{kind}_{m}"] = v
+        for name, value in self.extra.items():
+            if value.dim() == 0:
+                out[name] = float(value)
+            else:
+                out.update({f"{name}_{m}": v for m, v in enumerate(value.tolist())})
         return out
 
     def non_finite(self) -> list[str]:
@@ -212,3 +224,136 @@ def multimodal_objective(
         log_weights=log_weights.detach(),
         samples=samples,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# product-of-experts baselines (Gaussian shared latent only, standard prior N(0, I))
+# ---------------------------------------------------------------------------------------
+def reconstructions(model: "MultimodalVAE", views: list[torch.Tensor], z: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+    """lambda_n log p(x_n | z) for each target n of a model without private latents:
+    z ``[..., B, dz]`` -> ``[len(targets), ..., B]``."""
+    if model.private_dim:
+        raise ValueError(f"this objective has no private latents; the model has private_dim={model.private_dim}")
+    empty = z[..., :0]
+    return torch.stack([model._target_log_likelihood(n, views[n], z, empty) for n in targets])
+
+
+def reconstruction_and_kl(
+    model: "MultimodalVAE",
+    views: list[torch.Tensor],
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    targets: Sequence[int],
+    n_samples: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ELBO terms of Gaussian posteriors ``loc``/``scale`` ``[..., B, dz]``:
+    E_q[lambda_n log p(x_n | z)] per target (mean over ``n_samples`` reparameterised z),
+    ``[len(targets), ..., B]``, and KL(q || N(0, I)) ``[..., B]``."""
+    z = model.z_family.rsample(loc, scale, n_samples)  # [..., K, B, dz]
+    return reconstructions(model, views, z, targets).mean(-2), gaussian_kl(loc, scale)
+
+
+def _objective_terms(objective: torch.Tensor, rec: torch.Tensor, **extra: torch.Tensor) -> ObjectiveTerms:
+    """Terms of an objective to maximise ``[B]``; ``rec``: per-modality reconstruction ``[M, ..., B]``."""
+    return ObjectiveTerms(
+        loss=-objective.mean(),
+        bound=objective.mean().detach(),
+        extra={"log_lik": rec.detach().flatten(1).mean(1), **{k: v.detach().mean() for k, v in extra.items()}},
+    )
+
+
+def mvae_objective(
+    model: "MultimodalVAE",
+    views: list[torch.Tensor],
+    *,
+    n_samples: int = 1,
+    beta: float = 1.0,
+    extra_subsets: Sequence[Sequence[int]] = (),
+) -> ObjectiveTerms:
+    """MVAE (Wu & Goodman 2018, Eq. 5 with sub-sampling): ELBO(X) + sum_m ELBO(x_m) + sum_j ELBO(X_j).
+
+    Each ELBO(X_s) reconstructs the modalities of s from z ~ q(z|X_s) = PoE(p(z), q(z|x_m), m in s)
+    and pays beta * KL(q(z|X_s) || p(z)); ``extra_subsets`` are the sub-sampled X_j.
+    """
+    post = model.encode(views)
+    n_mod = len(views)
+    subsets = [tuple(range(n_mod))] + [(m,) for m in range(n_mod)] + [tuple(s) for s in extra_subsets]
+    objective = torch.zeros((), dtype=post.z_loc.dtype, device=post.z_loc.device)
+    for i, members in enumerate(subsets):
+        loc, scale = product_of_experts(post.z_loc[list(members)], post.z_scale[list(members)], prior_weight=1.0)
+        rec, kl = reconstruction_and_kl(model, views, loc, scale, members, n_samples)
+        objective = objective + rec.sum(0) - beta * kl
+        if i == 0:
+            joint_rec, joint_kl = rec, kl
+    return _objective_terms(objective, joint_rec, kl_joint=joint_kl)
+
+
+def mopoe_objective(
+    model: "MultimodalVAE",
+    views: list[torch.Tensor],
+    *,
+    n_samples: int = 1,
+    beta: float = 1.0,
+    sample_subsets: bool = False,
+) -> ObjectiveTerms:
+    """MoPoE (Sutter, Daunhawer & Vogt 2021): q(z|X) = (1/S) sum_s PoE(q(z|x_m), m in s) over the
+    S = 2^M - 1 non-empty subsets (no prior expert). The ELBO of the mixture is bounded below by
+    the mean over subsets of [E_{q_s} sum_n lambda_n log p(x_n|z) - beta KL(q_s || p(z))]
+    (Jensen on the KL, as in the paper). Every subset is evaluated, or, with ``sample_subsets``,
+    one uniformly drawn subset per datapoint (an unbiased estimate, S times cheaper; the
+    authors' code likewise assigns each datapoint to one subset); the draws are in
+    ``samples["subset"]`` ``[B]`` (indices into :func:`~cmvae.experts.nonempty_subsets`)."""
+    post = model.encode(views)
+    n_mod = len(views)
+    subsets = nonempty_subsets(n_mod)
+    loc, scale = subset_posteriors(post.z_loc, post.z_scale, subsets, prior_weight=0.0)  # [S, B, dz]
+    pick = None
+    if sample_subsets:
+        pick = torch.randint(len(subsets), (loc.shape[1],), device=loc.device)
+        rows = torch.arange(loc.shape[1], device=loc.device)
+        loc, scale = loc[pick, rows], scale[pick, rows]  # [B, dz]
+    rec, kl = reconstruction_and_kl(model, views, loc, scale, range(n_mod), n_samples)  # [M, (S,) B], [(S,) B]
+    objective = rec.sum(0) - beta * kl
+    terms = _objective_terms(objective if sample_subsets else objective.mean(0), rec, kl=kl)
+    if pick is not None:
+        terms.samples["subset"] = pick
+    return terms
+
+
+def mmjsd_objective(
+    model: "MultimodalVAE", views: list[torch.Tensor], *, n_samples: int = 1, beta: float = 1.0
+) -> ObjectiveTerms:
+    """mmJSD (Sutter, Daunhawer & Vogt 2020, Eq. 8): E_{q(z|X)}[log p(X|z)] - beta JS_pi(q(z|x_1), ...,
+    q(z|x_M), p(z)) with q(z|X) = (1/M) sum_m q(z|x_m) (the expectation summed over m exactly) and
+    uniform pi = 1/(M+1). The JS uses the dynamic prior f = weighted geometric mean of the unimodal
+    posteriors and p(z) (a weighted PoE, closed form): JS = sum_j pi KL(q_j || f) + pi KL(p || f)."""
+    post = model.encode(views)
+    n_mod = len(views)
+    z = model.z_family.rsample(post.z_loc, post.z_scale, n_samples)  # [M_src, K, B, dz]
+    rec = reconstructions(model, views, z, range(n_mod)).mean((1, 2))  # [M_tgt, B]
+    pi = 1.0 / (n_mod + 1)
+    f_loc, f_scale = product_of_experts(post.z_loc, post.z_scale, prior_weight=pi, weights=[pi] * n_mod)
+    js = pi * gaussian_kl(post.z_loc, post.z_scale, f_loc, f_scale).sum(0) + pi * gaussian_kl(
+        torch.zeros_like(f_loc), torch.ones_like(f_scale), f_loc, f_scale
+    )
+    return _objective_terms(rec.sum(0) - beta * js, rec, js=js)
+
+
+def mvtcae_objective(
+    model: "MultimodalVAE",
+    views: list[torch.Tensor],
+    *,
+    n_samples: int = 1,
+    beta: float = 1.0,
+    alpha: float = 0.1,
+) -> ObjectiveTerms:
+    """MVTCAE (Hwang et al. 2021, total-correlation objective, as in the authors' code):
+    (M - alpha)/M E_{q(z|X)}[log p(X|z)] - beta [(1 - alpha) KL(q(z|X) || p(z))
+    + alpha/M sum_m KL(q(z|X) || q(z|x_m))], q(z|X) = PoE(q(z|x_1), ..., q(z|x_M)) (no prior expert)."""
+    post = model.encode(views)
+    n_mod = len(views)
+    loc, scale = product_of_experts(post.z_loc, post.z_scale, prior_weight=0.0)
+    rec, kl_joint = reconstruction_and_kl(model, views, loc, scale, range(n_mod), n_samples)  # [M, B], [B]
+    cvib = gaussian_kl(loc.unsqueeze(0), scale.unsqueeze(0), post.z_loc, post.z_scale).sum(0)
+    objective = (n_mod - alpha) / n_mod * rec.sum(0) - beta * ((1 - alpha) * kl_joint + alpha / n_mod * cvib)
+    return _objective_terms(objective, rec, kl_joint=kl_joint, kl_conditional=cvib)

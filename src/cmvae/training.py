@@ -130,7 +130,8 @@ class TrainingPlan(L.LightningModule):
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         with torch.no_grad():
-            terms = self._terms(batch, "elbo" if self.n_samples == 1 else "iwae")
+            iwae = self.n_samples > 1 and getattr(self.module, "importance_weighted", True)
+            terms = self._terms(batch, "iwae" if iwae else "elbo")
         self.log("val/bound", terms.bound, prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

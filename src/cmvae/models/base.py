@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..distributions import Likelihood, latent_family, positive_scale
+from ..missing import masked_mean
 from ..objectives import EstimatorName, ObjectiveTerms, Posteriors, multimodal_objective
 from ..priors import PrivatePriors
 
@@ -105,20 +106,28 @@ class MultimodalVAE(nn.Module):
         q(z | x_m). ``use_mean``: the mixture's mean (the average of the unimodal means). ``[B, dz]``.
         ``mask`` ``[B, M]`` (True = observed) restricts S per sample (its None columns are ignored)."""
         observed, post = self.encode_subset(views)
-        if mask is not None:
-            keep = mask[:, observed].to(post.z_loc.device)  # [B, M_obs]
-            if use_mean:
-                w = keep.t().unsqueeze(-1).to(post.z_loc.dtype)
-                return (post.z_loc * w).sum(0) / w.sum(0)
-            pick = torch.multinomial(keep.to(post.z_loc.dtype), 1).squeeze(1)
-            rows = torch.arange(keep.shape[0], device=post.z_loc.device)
-            return self.z_family.sample(post.z_loc[pick, rows], post.z_scale[pick, rows])
+        keep = None if mask is None else mask[:, observed].to(post.z_loc.device)  # [B, M_obs]
         if use_mean:
-            return post.z_loc.mean(0)
-        k, b = post.z_loc.shape[:2]
-        pick = torch.randint(k, (b,), device=post.z_loc.device)
-        rows = torch.arange(b, device=post.z_loc.device)
-        return self.z_family.sample(post.z_loc[pick, rows], post.z_scale[pick, rows])
+            return self.joint_mean(post, keep)
+        return self.sample_mixture(post.z_loc, post.z_scale, None if keep is None else keep.t())
+
+    def sample_mixture(self, loc: torch.Tensor, scale: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """One draw per datapoint from the uniform mixture of components ``[C, B, dz]``: ``[B, dz]``.
+        ``valid`` ``[C, B]`` (bool) restricts each datapoint's mixture to its valid components."""
+        k, b = loc.shape[:2]
+        if valid is None:
+            pick = torch.randint(k, (b,), device=loc.device)
+        else:
+            pick = torch.multinomial(valid.t().to(loc.dtype), 1).squeeze(1)
+        rows = torch.arange(b, device=loc.device)
+        return self.z_family.sample(loc[pick, rows], scale[pick, rows])
+
+    def joint_mean(self, post: Posteriors, observed: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the joint posterior q(z|X) from the unimodal ``[M, B, dz]`` parameters: ``[B, dz]``
+        (here the mixture of experts: the average of the unimodal means). ``observed`` ``[B, M]``
+        (True = observed; unobserved entries of ``post`` may be NaN): the posterior of each
+        datapoint's observed modalities only."""
+        return post.z_loc.mean(0) if observed is None else masked_mean(post.z_loc, observed)
 
     def generate_from_z(self, z: torch.Tensor, targets: Sequence[int]) -> dict[int, torch.Tensor]:
         """Decoder means of the ``targets`` for shared latents ``z`` ``[B, dz]``, with w_m ~ p(w_m)."""
@@ -174,3 +183,16 @@ class MultimodalVAE(nn.Module):
         return multimodal_objective(
             self, list(views), n_samples=n_samples, estimator=estimator, beta=beta, keep_samples=keep_samples
         )
+
+
+class StandardPriorVAE(MultimodalVAE):
+    """A multimodal VAE with the fixed standard prior p(z) = F(0, I) (F: the latent family)."""
+
+    def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
+        zero = z.new_zeros(())
+        return self.z_family.log_prob(z, zero, zero + 1.0).sum(-1)
+
+    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
+        if cluster is not None:
+            raise ValueError(f"{type(self).__name__} has no clusters: sample with cluster=None")
+        return self.z_family.noise((n, self.shared_dim), self.likelihood_weights)
