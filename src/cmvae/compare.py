@@ -93,14 +93,15 @@ def _build(model_type: str, params: dict[str, Any]) -> MultimodalEstimator:
     MVAE/MMVAE/MoPoE/mmJSD/MVTCAE, Gaussian latents for the product-of-experts models, the
     model's own ELBO-type objective for the models that have one.
     """
-    from .baselines import estimator_class
+    from .baselines import estimator_class, estimator_defaults
 
     try:
         klass = estimator_class(model_type)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    accepted = set(klass._param_names())
-    kwargs = {k: v for k, v in params.items() if k in accepted}
+    accepted, defaults = set(klass._param_names()), estimator_defaults(klass)
+    # unset model-specific keys of the shared section (None, e.g. MVTCAE's alpha) take the class default
+    kwargs = {k: v for k, v in params.items() if k in accepted and not (v is None and defaults.get(k) is not None)}
     if not getattr(klass, "has_private_latents", True):
         kwargs["private_dim"] = 0
     if getattr(klass, "gaussian_only", False):
