@@ -603,8 +603,8 @@ def load_data(cfg: DataConfig) -> RunData:
             info={"source": f"PolyMNIST (digits: {ds.source})", "cache_dir": str(ds.cache_dir)},
         )
     if cfg.name == "files":
-        return _load_files(cfg)
-    if cfg.name == "cubicc":
+        data = _load_files(cfg)
+    elif cfg.name == "cubicc":
         data = _load_cubicc(cfg)
     else:
         assert cfg.path is not None
@@ -626,18 +626,13 @@ def _load_files(cfg: DataConfig) -> RunData:
     for split, ds in (("train", train), ("test", test)):
         if ds is not None and ds.mask is not None:
             raise DataValidationError(f"{split} data has missing entries; a run config needs fully observed samples")
-    data = RunData(
+    return RunData(
         train.to_views(),
         train.labels,
         test.to_views() if test is not None else None,
         test.labels if test is not None else None,
         info={"source": "files: " + ", ".join(train.names or [])},
     )
-    rng = np.random.default_rng(cfg.seed)
-    data.train_views, data.train_labels = _subset(data.train_views, data.train_labels, cfg.max_train, rng)
-    if data.test_views is not None:
-        data.test_views, data.test_labels = _subset(data.test_views, data.test_labels, cfg.max_test, rng)
-    return data
 
 
 def _load_cubicc(cfg: DataConfig) -> RunData:
