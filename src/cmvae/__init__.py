@@ -4,5 +4,6 @@ __version__ = "0.1.0"
 
 from .estimator import CMVAE, MultimodalEstimator, NotFittedError  # noqa: E402
 from .schema import DataValidationError  # noqa: E402
+from .clustering_baselines import CMC, DeepCluster, VaDE  # noqa: E402
 
-__all__ = ["CMVAE", "DataValidationError", "MultimodalEstimator", "NotFittedError", "__version__"]
+__all__ = ["CMC", "CMVAE", "DataValidationError", "DeepCluster", "MultimodalEstimator", "NotFittedError", "VaDE", "__version__"]
