@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "ModelConfig",
     "TrainingConfig",
     "RunConfig",
+    "BenchmarkConfig",
     "load_config",
     "dump_config",
     "config_from_dict",
@@ -131,12 +133,107 @@ class TrainingConfig(_Strict):
     low_memory: bool = False
 
 
+class _MethodSection(_Strict):
+    """A method of the clustering benchmark (``method: null`` = run it with the defaults)."""
+
+    epochs: int | None = Field(None, ge=1, description="training epochs (default: training.epochs)")
+
+
+class KMeansBenchmark(_Strict):
+    """The floor: k-means on PCA of the pixels, of all views concatenated and of each modality."""
+
+    pca_dim: int = Field(50, ge=1)
+
+
+class VaDEBenchmark(_MethodSection):
+    """Unimodal VaDE, one run per beta and modality."""
+
+    betas: list[float] = Field(default_factory=lambda: [1.0, 2.5], min_length=1)
+    latent_family: Literal["laplace", "gaussian"] = "gaussian"
+    learn_prior_scales: bool = True
+    cluster_init_epoch: int | None = Field(None, ge=0)
+
+
+class DeepClusterBenchmark(_MethodSection):
+    """Unimodal DeepCluster, one run per K and modality."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 35, 100])
+    include_true_k: bool = True
+    pca_dim: int = Field(256, ge=1)
+
+
+class CMCBenchmark(_MethodSection):
+    """Multi-view CMC + k-means with the benchmark's number of clusters."""
+
+    temperature: float = Field(0.1, gt=0)
+
+
+class CMVAEBenchmark(_MethodSection):
+    """CMVAE: trained per seed with the run's model/training sections, or a saved model evaluated once."""
+
+    run_dir: str | None = Field(
+        None, description="a saved model folder (config.json + weights) or a run folder holding model/"
+    )
+
+    @field_validator("run_dir")
+    @classmethod
+    def _resolve_run_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            base = (info.context or {}).get("base_dir")
+            p = Path(base) / p if base is not None else p
+        p = p.resolve()
+        if not (p / "config.json").is_file() and not (p / "model" / "config.json").is_file():
+            raise ValueError(f"no saved model at {p} (expected config.json or model/config.json; a relative "
+                             "path is resolved against the config file's folder)")
+        return str(p)
+
+
+class BenchmarkMethods(_Strict):
+    """Which methods run (an omitted key does not run; ``key: null`` or ``{}`` runs with defaults)."""
+
+    kmeans: KMeansBenchmark | None = None
+    vade: VaDEBenchmark | None = None
+    deepcluster: DeepClusterBenchmark | None = None
+    cmc: CMCBenchmark | None = None
+    cmvae: CMVAEBenchmark | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_means_defaults(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def selected(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class BenchmarkConfig(_Strict):
+    """``cmvae benchmark clustering``: every method over ``seeds`` (NMI/ARI/ACC, mean and std)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    modalities: list[int] | None = Field(None, description="modalities of the unimodal methods (default all)")
+    n_clusters: int | None = Field(None, ge=1, description="clusters of VaDE/CMC/k-means (default: true K)")
+    split: Literal["test", "train"] | None = Field(None, description="scored split (default: test if labelled)")
+    methods: BenchmarkMethods = Field(default_factory=BenchmarkMethods)
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> "BenchmarkConfig":
+        if not self.methods.selected():
+            raise ValueError("benchmark.methods selects no method; name at least one of "
+                             + ", ".join(BenchmarkMethods.model_fields))
+        return self
+
+
 class RunConfig(_Strict):
-    """A whole run: ``data``, ``model`` and ``training`` sections."""
+    """A whole run: ``data``, ``model`` and ``training`` sections (and ``benchmark`` for
+    ``cmvae benchmark clustering``)."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    benchmark: BenchmarkConfig | None = None
 
     def estimator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``CMVAE(**kwargs)``: model and training settings."""
@@ -166,6 +263,8 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for item in loc[:-1]:
         info = model.model_fields.get(str(item))
         ann = info.annotation if info is not None else None
+        members = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        ann = members[0] if len(members) == 1 else ann  # an optional section: `Section | None`
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann
