@@ -49,6 +49,15 @@ class ConfigError(ValueError):
     """A configuration file could not be parsed or validated (the message names file and key)."""
 
 
+def _config_relative(value: str, info: ValidationInfo) -> Path:
+    """``value`` as an absolute path; a relative one is taken from the config file's folder."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        p = Path(base) / p if base is not None else p
+    return p.resolve()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -75,11 +84,7 @@ class DataConfig(_Strict):
     def _resolve_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        p = Path(value).expanduser()
-        if not p.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            p = Path(base) / p if base is not None else p
-        p = p.resolve()
+        p = _config_relative(value, info)
         if not p.is_file():
             raise ValueError(f"file not found: {p} (a relative path is resolved against the config file's folder)")
         return str(p)
@@ -180,11 +185,7 @@ class CMVAEBenchmark(_MethodSection):
     def _resolve_run_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        p = Path(value).expanduser()
-        if not p.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            p = Path(base) / p if base is not None else p
-        p = p.resolve()
+        p = _config_relative(value, info)
         if not (p / "config.json").is_file() and not (p / "model" / "config.json").is_file():
             raise ValueError(f"no saved model at {p} (expected config.json or model/config.json; a relative "
                              "path is resolved against the config file's folder)")
