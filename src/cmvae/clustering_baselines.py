@@ -157,8 +157,6 @@ class _RepresentationClusterer:
     :meth:`_train` and :meth:`_representation` (``[N, d]``) and :meth:`_cluster_space`.
     """
 
-    unimodal = False
-
     def __init__(
         self,
         n_clusters: int = 10,
@@ -328,8 +326,6 @@ class DeepCluster(_RepresentationClusterer):
     final k-means in the whitened space. ``history_["nmi_t_t-1"]``: NMI between consecutive
     pseudo-labellings (the paper's stability curve).
     """
-
-    unimodal = True
 
     def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, modality: int = 0, pca_dim: int = 256,
                  **kwargs: Any) -> None:
