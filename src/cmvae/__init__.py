@@ -5,10 +5,13 @@ __version__ = "0.1.0"
 from .estimator import CMVAE, MultimodalEstimator, NotFittedError  # noqa: E402
 from .baselines import MMJSD, MMVAE, MVAE, MVTCAE, MMVAEPlus, MoPoE, make_estimator  # noqa: E402
 from .schema import DataValidationError  # noqa: E402
+from .clustering_baselines import CMC, DeepCluster, VaDE  # noqa: E402
 
 __all__ = [
+    "CMC",
     "CMVAE",
     "DataValidationError",
+    "DeepCluster",
     "MMJSD",
     "MMVAE",
     "MMVAEPlus",
@@ -17,6 +20,7 @@ __all__ = [
     "MoPoE",
     "MultimodalEstimator",
     "NotFittedError",
+    "VaDE",
     "__version__",
     "make_estimator",
 ]

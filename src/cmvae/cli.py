@@ -9,6 +9,7 @@
     cmvae evaluate RUN_DIR --generation [--classifier-epochs N]   # coherence, FD (classifier features)
     cmvae sample RUN_DIR [--per-cluster 3] [--out FILE]
     cmvae compare CONFIG.yaml --out DIR [--overwrite] [--accelerator gpu]   # models x seeds, Figure 1
+    cmvae benchmark clustering CONFIG.yaml --out DIR  # CMVAE vs VaDE, DeepCluster, CMC, k-means
 
 The commands are thin: they parse arguments, call the library, print tables and write
 files. A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/last.ckpt``,
@@ -650,6 +651,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
                        console=console, columns=METRIC_COLUMNS)
     console.print("wrote " + ", ".join(str(p) for p in result.files.values())
                   + f" in {_fmt_duration(time.monotonic() - start)}")
+
+
+def cmd_benchmark_clustering(args: argparse.Namespace) -> int:
+    """Every method of the config's ``benchmark:`` section over its seeds; tables to --out."""
+    from .benchmark import run_clustering_benchmark
+    from .config import load_config
+
+    cfg = load_config(_resolve_config_path(args.config))
+    if cfg.benchmark is None:
+        raise CLIError(f"{args.config}: no benchmark: section (see configs/benchmark_clustering_polymnist_cpu.yaml)")
+    cfg = _apply_overrides(cfg, args.config, accelerator=args.accelerator, epochs=args.epochs)
+    out = Path(args.out)
+    console = _console()
+    start = time.perf_counter()
+    run_clustering_benchmark(cfg, out, progress=not args.no_progress, console=console)
+    console.print((out / "benchmark.md").read_text(), markup=False)
+    console.print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark_runs.csv'} "
+                  f"in {_fmt_duration(time.perf_counter() - start)}")
     return 0
 
 
@@ -766,6 +785,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="train and score every run again")
     p.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("benchmark", parents=[common], help="compare clustering methods over seeds",
+                       description="Benchmarks driven by a run config's benchmark: section.")
+    bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    bc = bsub.add_parser("clustering", parents=[common], help="CMVAE vs VaDE, DeepCluster, CMC and k-means",
+                         description="Train every method of the config's benchmark: section on the training split "
+                         "once per seed and write NMI/ARI/ACC (mean ± std, per modality for the unimodal methods) "
+                         "to OUT/benchmark.md, benchmark.csv and benchmark_runs.csv.")
+    bc.add_argument("config", metavar="CONFIG", help="YAML run config with a benchmark: section")
+    bc.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    bc.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
+    bc.add_argument("--epochs", type=int, default=None, help="training.epochs of the config (a method section's own epochs: still wins)")
+    bc.add_argument("--no-progress", action="store_true", help="no progress display")
+    bc.set_defaults(func=cmd_benchmark_clustering)
 
     p = sub.add_parser("quickstart", parents=[common, run_opts], help="PolyMNIST end to end on the CPU (~20 min)",
                        description="Build PolyMNIST offline, train the packaged CPU config and evaluate it.")

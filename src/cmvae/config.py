@@ -38,6 +38,7 @@ __all__ = [
     "CompareConfig",
     "CompareEntry",
     "known_model_types",
+    "BenchmarkConfig",
     "load_config",
     "dump_config",
     "config_from_dict",
@@ -49,6 +50,15 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration file could not be parsed or validated (the message names file and key)."""
+
+
+def _config_relative(value: str, info: ValidationInfo) -> Path:
+    """``value`` as an absolute path; a relative one is taken from the config file's folder."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        p = Path(base) / p if base is not None else p
+    return p.resolve()
 
 
 class _Strict(BaseModel):
@@ -63,11 +73,7 @@ def _resolve(value: str | None, info: ValidationInfo, *, folder: bool = False) -
     unset = re.findall(r"\$\{?(\w+)", expanded)
     if unset:
         raise ValueError(f"environment variable {unset[0]} is not set (used in {value!r})")
-    p = Path(expanded).expanduser()
-    if not p.is_absolute():
-        base = (info.context or {}).get("base_dir")
-        p = Path(base) / p if base is not None else p
-    p = p.resolve()
+    p = _config_relative(expanded, info)
     if not (p.is_dir() if folder else p.is_file()):
         what = "folder" if folder else "file"
         raise ValueError(f"{what} not found: {p} (a relative path is resolved against the config file's folder)")
@@ -385,13 +391,107 @@ class CompareConfig(_Strict):
         return self
 
 
+# ---------------------------------------------------------------------- benchmark
+
+
+class _MethodSection(_Strict):
+    """A method of the clustering benchmark (``method: null`` = run it with the defaults)."""
+
+    epochs: int | None = Field(None, ge=1, description="training epochs (default: training.epochs)")
+
+
+class KMeansBenchmark(_Strict):
+    """The floor: k-means on PCA of the pixels, of all views concatenated and of each modality."""
+
+    pca_dim: int = Field(50, ge=1)
+
+
+class VaDEBenchmark(_MethodSection):
+    """Unimodal VaDE, one run per beta and modality."""
+
+    betas: list[float] = Field(default_factory=lambda: [1.0, 2.5], min_length=1)
+    latent_family: Literal["laplace", "gaussian"] = "gaussian"
+    learn_prior_scales: bool = True
+    cluster_init_epoch: int | None = Field(None, ge=0)
+
+
+class DeepClusterBenchmark(_MethodSection):
+    """Unimodal DeepCluster, one run per K and modality."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 35, 100])
+    include_true_k: bool = True
+    pca_dim: int = Field(256, ge=1)
+
+
+class CMCBenchmark(_MethodSection):
+    """Multi-view CMC + k-means with the benchmark's number of clusters."""
+
+    temperature: float = Field(0.1, gt=0)
+
+
+class CMVAEBenchmark(_MethodSection):
+    """CMVAE: trained per seed with the run's model/training sections, or a saved model evaluated once."""
+
+    run_dir: str | None = Field(
+        None, description="a saved model folder (config.json + weights) or a run folder holding model/"
+    )
+
+    @field_validator("run_dir")
+    @classmethod
+    def _resolve_run_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        p = _config_relative(value, info)
+        if not (p / "config.json").is_file() and not (p / "model" / "config.json").is_file():
+            raise ValueError(f"no saved model at {p} (expected config.json or model/config.json; a relative "
+                             "path is resolved against the config file's folder)")
+        return str(p)
+
+
+class BenchmarkMethods(_Strict):
+    """Which methods run (an omitted key does not run; ``key: null`` or ``{}`` runs with defaults)."""
+
+    kmeans: KMeansBenchmark | None = None
+    vade: VaDEBenchmark | None = None
+    deepcluster: DeepClusterBenchmark | None = None
+    cmc: CMCBenchmark | None = None
+    cmvae: CMVAEBenchmark | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_means_defaults(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def selected(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class BenchmarkConfig(_Strict):
+    """``cmvae benchmark clustering``: every method over ``seeds`` (NMI/ARI/ACC, mean and std)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    modalities: list[int] | None = Field(None, description="modalities of the unimodal methods (default all)")
+    n_clusters: int | None = Field(None, ge=1, description="clusters of VaDE/CMC/k-means (default: true K)")
+    split: Literal["test", "train"] | None = Field(None, description="scored split (default: test if labelled)")
+    methods: BenchmarkMethods = Field(default_factory=BenchmarkMethods)
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> "BenchmarkConfig":
+        if not self.methods.selected():
+            raise ValueError("benchmark.methods selects no method; name at least one of "
+                             + ", ".join(BenchmarkMethods.model_fields))
+        return self
+
+
 class RunConfig(_Strict):
-    """A whole run: ``data``, ``model`` and ``training`` sections (and ``compare`` for ``cmvae compare``)."""
+    """A whole run: ``data``, ``model`` and ``training`` sections (and ``compare`` for ``cmvae compare``,
+    ``benchmark`` for ``cmvae benchmark clustering``)."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     compare: CompareConfig | None = None
+    benchmark: BenchmarkConfig | None = None
 
     def estimator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the estimator of ``model.type`` (``CMVAE(**kwargs)`` by default):
@@ -426,7 +526,8 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for item in loc[:-1]:
         info = model.model_fields.get(str(item))
         ann = info.annotation if info is not None else None
-        ann = next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann)
+        members = [a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        ann = members[0] if len(members) == 1 else ann  # an optional section: `Section | None`
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann

@@ -96,6 +96,8 @@ class MultimodalEstimator:
     """
 
     model_type: ClassVar[str] = "base"
+    #: Fewest modalities ``fit`` accepts (the unimodal baselines select one view before fitting).
+    min_fit_modalities: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -268,8 +270,8 @@ class MultimodalEstimator:
         """
         _require_observed(views, "views")
         _require_observed(val_views, "val_views")
-        train = as_views(views)
-        val = as_views(val_views, name="val_views") if val_views is not None else None
+        train = as_views(views, min_modalities=self.min_fit_modalities)
+        val = as_views(val_views, name="val_views", min_modalities=self.min_fit_modalities) if val_views is not None else None
         L.seed_everything(self.seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
             self.schema_ = DataSchema.infer(train, vocabularies=vocabularies)

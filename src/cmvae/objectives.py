@@ -357,3 +357,36 @@ def mvtcae_objective(
     cvib = gaussian_kl(loc.unsqueeze(0), scale.unsqueeze(0), post.z_loc, post.z_scale).sum(0)
     objective = (n_mod - alpha) / n_mod * rec.sum(0) - beta * ((1 - alpha) * kl_joint + alpha / n_mod * cvib)
     return _objective_terms(objective, rec, kl_joint=kl_joint, kl_conditional=cvib)
+
+
+# ---------------------------------------------------------------- contrastive baselines (CMC)
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of one view pair with in-batch negatives (CMC, Tian et al. 2020), a scalar.
+
+    ``anchor``/``positive``: L2-normalised embeddings ``[B, d]``; row i of both is the same
+    sample. For each anchor i the positive is i and the other B - 1 rows are the negatives:
+    ``-(1/B) sum_i log softmax_j(<a_i, p_j> / temperature)[i]``. Its minimum over
+    perfectly separated embeddings approaches 0; for random embeddings it is ~log B.
+    """
+    if anchor.shape != positive.shape or anchor.dim() != 2:
+        raise ValueError(f"info_nce needs two [B, d] tensors of the same shape, got {tuple(anchor.shape)} "
+                         f"and {tuple(positive.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = anchor @ positive.T / temperature  # [B, B]
+    targets = torch.arange(anchor.shape[0], device=anchor.device)
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def multiview_info_nce(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CMC's full-graph objective: the mean over every ordered pair of views (i != j) of
+    :func:`info_nce` with view i as anchors and view j as positives (both directions of every
+    edge, as in CMC's "full graph"). ``embeddings``: ``[M, B, d]`` (normalised), M >= 2; a scalar.
+    """
+    m = embeddings.shape[0]
+    if m < 2:
+        raise ValueError(f"the multi-view InfoNCE needs at least 2 views, got {m}")
+    pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
+    return torch.stack([info_nce(embeddings[i], embeddings[j], temperature) for i, j in pairs]).mean()

@@ -22,6 +22,9 @@ from ..priors import PrivatePriors
 class MultimodalVAE(nn.Module):
     """Encoders, decoders and likelihoods of M modalities; the prior on z is the subclass's."""
 
+    #: Fewest modalities a subclass accepts (1 for unimodal special cases such as VaDE).
+    min_modalities: int = 2
+
     def __init__(
         self,
         encoders: Sequence[nn.Module],
@@ -38,9 +41,9 @@ class MultimodalVAE(nn.Module):
         super().__init__()
         self.low_memory = low_memory
         n = len(encoders)
-        if n < 2 or len(decoders) != n or len(likelihoods) != n:
+        if n < self.min_modalities or len(decoders) != n or len(likelihoods) != n:
             raise ValueError(
-                f"need the same number (>= 2) of encoders, decoders and likelihoods; got "
+                f"need the same number (>= {self.min_modalities}) of encoders, decoders and likelihoods; got "
                 f"{len(encoders)}, {len(decoders)}, {len(likelihoods)}"
             )
         self.encoders = nn.ModuleList(encoders)

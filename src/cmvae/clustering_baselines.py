@@ -1,0 +1,415 @@
+"""Clustering baselines of the paper's comparison, with CMVAE's fit/predict API.
+
+>>> VaDE(n_clusters=10, modality=0, beta=2.5).fit(views).predict(views)    # unimodal, one view
+>>> DeepCluster(n_clusters=100, modality=3).fit(views).score(views, y)      # unimodal, one view
+>>> CMC(n_clusters=10).fit(views).transform(views)                          # all views, [N, shared_dim]
+
+All three use the networks of :mod:`cmvae.nets` (``shared_dim`` = the representation size,
+``arch`` light/resnet) and no pre-training. ``views`` is always the full list of M views; the
+unimodal methods read ``views[modality]``.
+
+* :class:`VaDE` -- the CMVAE estimator on one modality without private latents (see
+  :mod:`cmvae.models.vade`); predict = argmax_c p(c|z) at the posterior mean. Saves/loads.
+* :class:`DeepCluster` -- :mod:`cmvae.models.deepcluster`; predict = nearest centroid of the
+  final k-means (fitted on the training features after the last epoch, in the whitened space).
+* :class:`CMC` -- :mod:`cmvae.models.cmc`; the representation is the average over modalities
+  of the normalised embeddings, re-normalised; predict = nearest centroid of k-means (k =
+  ``n_clusters``) fitted on the training representation.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .distributions import likelihood as make_likelihood
+from .estimator import CMVAE, NotFittedError, pick_device, register_estimator
+from .metrics import clustering_scores
+from .models.cmc import CMCModule
+from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
+from .models.vade import VaDEModule
+from .nets import build_networks
+from .schema import ArrayLike, DataSchema, DataValidationError, as_views
+from .training import ViewsDataset, _identity_collate, make_loader, make_trainer, quiet_lightning_warnings
+
+__all__ = ["CMC", "DeepCluster", "VaDE", "select_modality"]
+
+log = logging.getLogger(__name__)
+
+
+def select_modality(views: Sequence[ArrayLike], modality: int, name: str = "views") -> list[ArrayLike]:
+    """``[views[modality]]`` with clear errors for a non-list or an out-of-range index."""
+    if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
+        raise DataValidationError(f"{name} must be a list with one array per modality, got {type(views).__name__}")
+    if not 0 <= modality < len(views):
+        raise DataValidationError(f"modality={modality} but {name} has {len(views)} modalities (0..{len(views) - 1})")
+    return [views[modality]]
+
+
+# ------------------------------------------------------------------------------ VaDE
+
+
+@register_estimator
+class VaDE(CMVAE):
+    """VaDE (Jiang et al., 2016) on ``views[modality]``: a VAE with a mixture prior on z.
+
+    Defaults: Gaussian latents with learnable mixture scales (VaDE's GMM), beta 1, the
+    CMVAE defaults otherwise (Laplace pixel likelihood with scale 0.75, light networks, k-means
+    initialisation of the mixture on the posterior means after two thirds of the epochs --
+    VaDE's initialisation without its separate auto-encoder pre-training).
+    All :class:`~cmvae.CMVAE` parameters apply except ``private_dim`` (always 0).
+    """
+
+    model_type = "vade"
+    min_fit_modalities = 1
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        shared_dim: int = 32,
+        private_dim: int = 0,
+        *,
+        modality: int = 0,
+        latent_family: str = "gaussian",
+        learn_prior_scales: bool = True,
+        beta: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        if private_dim != 0:
+            raise ValueError(f"VaDE has no private latent: private_dim must be 0, got {private_dim}")
+        if modality < 0:
+            raise ValueError(f"modality must be >= 0, got {modality}")
+        self.modality = modality
+        super().__init__(
+            n_clusters,
+            shared_dim,
+            0,
+            latent_family=latent_family,
+            learn_prior_scales=learn_prior_scales,
+            beta=beta,
+            **kwargs,
+        )
+
+    def fit(self, views: Sequence[ArrayLike], y: ArrayLike | None = None, **kwargs: Any) -> "VaDE":
+        """Train on ``views[modality]`` (``val_views`` likewise); see :meth:`cmvae.CMVAE.fit`."""
+        if kwargs.get("val_views") is not None:
+            kwargs["val_views"] = select_modality(kwargs["val_views"], self.modality, "val_views")
+        super().fit(select_modality(views, self.modality), y, **kwargs)
+        return self
+
+    def _checked_views(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
+        return super()._checked_views(select_modality(views, self.modality))
+
+    def _build_module(self, schema: DataSchema) -> VaDEModule:
+        encoders, decoders = self._networks(schema)
+        likelihoods = self._make_likelihoods(schema)
+        return VaDEModule.from_lists(
+            encoders,
+            decoders,
+            likelihoods,
+            n_clusters=self.n_clusters,
+            shared_dim=self.shared_dim,
+            latent_family_name=self.latent_family,
+            learn_prior_scales=self.learn_prior_scales,
+            prior_mean_init_std=self.prior_mean_init_std,
+        )
+
+
+# ---------------------------------------------------- representation + k-means baselines
+
+
+class _LossPlan(L.LightningModule):
+    """Minimises ``loss_fn(model inputs, raw batch)`` with Adam; logs ``train/loss``."""
+
+    def __init__(self, module: nn.Module, schema: DataSchema, loss_fn: Callable[..., torch.Tensor], lr: float) -> None:
+        super().__init__()
+        self.module = module
+        self.schema = schema
+        self.loss_fn = loss_fn
+        self.lr = lr
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        n_views = self.schema.n_modalities
+        views = self.schema.to_model_input(batch[:n_views], self.device)
+        loss = self.loss_fn(views, [t.to(self.device) for t in batch[n_views:]])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at epoch {self.current_epoch}, batch {batch_idx}: lower lr")
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(batch[0].shape[0]), on_step=True, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.module.parameters(), lr=self.lr)
+
+
+class _RepresentationClusterer:
+    """fit/transform/predict/score of a representation learner followed by k-means.
+
+    Subclasses define :meth:`_select` (the views they use), :meth:`_build`,
+    :meth:`_train` and :meth:`_representation` (``[N, d]``) and :meth:`_cluster_space`.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        shared_dim: int = 32,
+        *,
+        arch: str = "light",
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        seed: int = 0,
+        accelerator: str = "auto",
+        progress: bool = True,
+        max_time_minutes: float | None = None,
+    ) -> None:
+        for name, value in (("n_clusters", n_clusters), ("shared_dim", shared_dim), ("epochs", epochs),
+                            ("batch_size", batch_size), ("lr", lr)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.n_clusters = n_clusters
+        self.shared_dim = shared_dim
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.accelerator = accelerator
+        self.progress = progress
+        self.max_time_minutes = max_time_minutes
+        self.module_: nn.Module | None = None
+        self.schema_: DataSchema | None = None
+        self.kmeans_: KMeans | None = None
+        self.history_: dict[str, list[float]] = {}
+
+    # -- to define --------------------------------------------------------------------
+    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _build(self, schema: DataSchema) -> nn.Module:
+        raise NotImplementedError
+
+    def _train(self, train: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _representation(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Model inputs (a batch) -> representation ``[B, d]``."""
+        raise NotImplementedError
+
+    def _cluster_space(self, rep: np.ndarray, *, fit: bool) -> np.ndarray:
+        """Where k-means runs: the representation itself by default."""
+        return rep
+
+    # -- shared machinery --------------------------------------------------------------
+    def _encoders(self, schema: DataSchema) -> list[nn.Module]:
+        """One encoder of :mod:`cmvae.nets` per view, with ``private_dim = 0``."""
+        return [build_networks(spec.shape, self.shared_dim, 0, arch=self.arch)[0] for spec in schema.modalities]
+
+    def _fitted(self) -> tuple[nn.Module, DataSchema]:
+        if self.module_ is None or self.schema_ is None or self.kmeans_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+        return self.module_, self.schema_
+
+    def _trainer(self, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+        return make_trainer(epochs=self.epochs, out_dir=None, accelerator=self.accelerator, devices=1,
+                            progress=self.progress, max_time_minutes=self.max_time_minutes,
+                            extra_callbacks=callbacks)
+
+    def _run(self, plan: _LossPlan, loader: DataLoader, callbacks: Sequence[L.Callback] = ()) -> None:
+        trainer = self._trainer(callbacks)
+        with warnings.catch_warnings():
+            quiet_lightning_warnings()
+            trainer.fit(plan, train_dataloaders=loader)
+        self.history_ = {"train/loss": [float(trainer.callback_metrics.get("train/loss_epoch", float("nan")))]}
+
+    @torch.no_grad()
+    def _represent(self, views: list[torch.Tensor], batch_size: int = 512) -> np.ndarray:
+        """Representation of checked raw views: ``[N, d]``."""
+        module, schema = self.module_, self.schema_
+        assert module is not None and schema is not None
+        device = pick_device(self.accelerator)
+        was_training = module.training
+        module.to(device).eval()
+        parts = []
+        for start in range(0, views[0].shape[0], batch_size):
+            batch = schema.to_model_input([x[start : start + batch_size] for x in views], device)
+            parts.append(self._representation(batch).cpu())
+        module.train(was_training)
+        return torch.cat(parts).double().numpy()
+
+    def fit(self, views: Sequence[ArrayLike], y: ArrayLike | None = None) -> "_RepresentationClusterer":
+        """Train on ``views`` (list of M arrays ``[N, ...]``; ``y`` is ignored), then fit the final k-means."""
+        train = self._select(views)
+        if train[0].shape[0] < self.n_clusters:
+            raise DataValidationError(f"{train[0].shape[0]} samples cannot fill n_clusters={self.n_clusters}")
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        self.schema_ = DataSchema.infer(train)
+        self.module_ = self._build(self.schema_)
+        self._train(train)
+        self.module_.to("cpu").eval()
+        space = self._cluster_space(self._represent(train), fit=True)
+        self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=10, random_state=self.seed).fit(space)
+        return self
+
+    def _checked(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
+        _, schema = self._fitted()
+        tensors = self._select(views)
+        schema.check(tensors)
+        return tensors
+
+    def transform(self, views: Sequence[ArrayLike]) -> np.ndarray:
+        """The learned representation ``[N, d]`` (float64)."""
+        return self._represent(self._checked(views))
+
+    def predict(self, views: Sequence[ArrayLike]) -> np.ndarray:
+        """Cluster ids ``[N]``: the nearest centroid of the final k-means."""
+        self._fitted()
+        assert self.kmeans_ is not None
+        return self.kmeans_.predict(self._cluster_space(self.transform(views), fit=False))
+
+    def score(self, views: Sequence[ArrayLike], y: ArrayLike) -> dict[str, float]:
+        """NMI, ARI and Hungarian accuracy of :meth:`predict` against labels ``y`` ``[N]``."""
+        return clustering_scores(np.asarray(y), self.predict(views))  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------ DeepCluster
+
+
+class _ReCluster(L.Callback):
+    """Before the first epoch and after every epoch but the last: new pseudo-labels and a fresh head."""
+
+    def __init__(self, owner: "DeepCluster", train: list[torch.Tensor]) -> None:
+        self.owner = owner
+        self.train = train
+
+    def _recluster(self, trainer: L.Trainer, epoch: int) -> None:
+        owner = self.owner
+        space = WhitenNormalize(owner.pca_dim, owner.seed + epoch).fit_transform(owner._represent(self.train))
+        labels, _ = cluster_features(space, owner.n_clusters, owner.seed + epoch)
+        new = torch.as_tensor(labels, dtype=torch.long)
+        if owner.labels_ is not None:
+            from sklearn.metrics import normalized_mutual_info_score
+
+            owner.history_.setdefault("nmi_t_t-1", []).append(
+                float(normalized_mutual_info_score(owner.labels_.numpy(), labels)))
+        owner.labels_ = new
+        module = owner.module_
+        assert isinstance(module, DeepClusterModule)
+        module.reset_head()
+        for opt in trainer.optimizers:  # a fresh head starts without stale Adam moments
+            for p in module.head.parameters():
+                opt.state.pop(p, None)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._recluster(trainer, 0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+            self._recluster(trainer, trainer.current_epoch + 1)
+
+
+class DeepCluster(_RepresentationClusterer):
+    """DeepCluster (Caron et al., 2018) on ``views[modality]`` with K = ``n_clusters`` pseudo-classes.
+
+    Every epoch: k-means (K clusters, empty ones re-assigned) on the PCA-whitened (to at most
+    ``pca_dim`` dims), L2-normalised features ``[N, shared_dim]`` of the training set, a
+    re-initialised linear head, then cross-entropy on the pseudo-labels with clusters sampled
+    uniformly. ``transform`` returns the raw features; ``predict`` the nearest centroid of the
+    final k-means in the whitened space. ``history_["nmi_t_t-1"]``: NMI between consecutive
+    pseudo-labellings (the paper's stability curve).
+    """
+
+    def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, modality: int = 0, pca_dim: int = 256,
+                 **kwargs: Any) -> None:
+        if modality < 0:
+            raise ValueError(f"modality must be >= 0, got {modality}")
+        if pca_dim < 1:
+            raise ValueError(f"pca_dim must be >= 1, got {pca_dim}")
+        super().__init__(n_clusters, shared_dim, **kwargs)
+        self.modality = modality
+        self.pca_dim = pca_dim
+        self.labels_: torch.Tensor | None = None
+        self.whitening_: WhitenNormalize | None = None
+
+    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
+        return as_views(select_modality(views, self.modality, name), name=name, min_modalities=1)
+
+    def _build(self, schema: DataSchema) -> DeepClusterModule:
+        return DeepClusterModule(self._encoders(schema)[0], self.shared_dim, self.n_clusters)
+
+    def _representation(self, views: list[torch.Tensor]) -> torch.Tensor:
+        assert isinstance(self.module_, DeepClusterModule)
+        return self.module_.features(views[0])
+
+    def _cluster_space(self, rep: np.ndarray, *, fit: bool) -> np.ndarray:
+        if fit:
+            self.whitening_ = WhitenNormalize(self.pca_dim, self.seed)
+            return self.whitening_.fit_transform(rep)
+        assert self.whitening_ is not None
+        return self.whitening_.transform(rep)
+
+    def _train(self, train: list[torch.Tensor]) -> None:
+        module, schema = self.module_, self.schema_
+        assert isinstance(module, DeepClusterModule) and schema is not None
+        self.labels_ = None
+        self.history_ = {}
+        index = torch.arange(train[0].shape[0])
+
+        def pseudo_labels() -> torch.Tensor:
+            assert self.labels_ is not None
+            return self.labels_
+
+        def loss(views: list[torch.Tensor], extra: list[torch.Tensor]) -> torch.Tensor:
+            targets = pseudo_labels().to(extra[0].device)[extra[0]]
+            return torch.nn.functional.cross_entropy(module(views[0]), targets)
+
+        loader = DataLoader(ViewsDataset([*train, index]), batch_size=self.batch_size,
+                            sampler=ClusterBalancedSampler(pseudo_labels, len(index), self.seed), collate_fn=_identity_collate)
+        history = self.history_
+        self._run(_LossPlan(module, schema, loss, self.lr), loader, [_ReCluster(self, train)])
+        self.history_ = {**history, **self.history_}
+
+
+# -------------------------------------------------------------------------------- CMC
+
+
+class CMC(_RepresentationClusterer):
+    """Contrastive Multiview Coding (Tian et al., 2020) on all M views, then k-means.
+
+    One encoder per modality, embeddings of size ``shared_dim`` on the unit sphere, the
+    full-graph InfoNCE with in-batch negatives at ``temperature``. ``transform`` returns the
+    average over modalities of the normalised embeddings, re-normalised (``[N, shared_dim]``);
+    ``predict`` the nearest centroid of k-means (``n_clusters``) fitted on it after training.
+    """
+
+    def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, temperature: float = 0.1, **kwargs: Any) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        super().__init__(n_clusters, shared_dim, **kwargs)
+        self.temperature = temperature
+
+    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
+        return as_views(views, name=name, min_modalities=2)
+
+    def _build(self, schema: DataSchema) -> CMCModule:
+        return CMCModule(self._encoders(schema), self.shared_dim, self.temperature)
+
+    def _representation(self, views: list[torch.Tensor]) -> torch.Tensor:
+        assert isinstance(self.module_, CMCModule)
+        return torch.nn.functional.normalize(self.module_.embed(views).mean(0), dim=-1)
+
+    def _train(self, train: list[torch.Tensor]) -> None:
+        module, schema = self.module_, self.schema_
+        assert isinstance(module, CMCModule) and schema is not None
+        if train[0].shape[0] < 2:
+            raise DataValidationError("CMC needs at least 2 samples (in-batch negatives)")
+        loader = make_loader(train, self.batch_size, shuffle=True, seed=self.seed)
+        self._run(_LossPlan(module, schema, lambda views, _extra: module.loss(views), self.lr), loader)
