@@ -31,7 +31,6 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .distributions import likelihood as make_likelihood
 from .estimator import CMVAE, NotFittedError, pick_device, register_estimator
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
