@@ -1,7 +1,7 @@
 """Clustering from subsets of PolyMNIST modalities with a trained CMVAE (missing modalities).
 
     CMVAE_CACHE=/tmp/cmvae_cache OMP_NUM_THREADS=1 python benchmarks/missing_modalities.py \
-        [--model /work/models/quickstart] [--out benchmarks/missing_modalities.md]
+        [--model runs/quickstart/model] [--out benchmarks/missing_modalities.md]
 
 On the test split (data seed 0) it scores ``model.predict`` with every subset of observed
 modalities: each single modality, and for k = 1..M the mean (and min/max) over all subsets of
@@ -32,7 +32,7 @@ METRICS = ("nmi", "ari", "acc")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/work/models/quickstart")
+    parser.add_argument("--model", default="runs/quickstart/model", help="a saved CMVAE (default: the `cmvae quickstart` run)")
     parser.add_argument("--seed", type=int, default=0, help="PolyMNIST data seed (the model's)")
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--out", default="benchmarks/missing_modalities.md")
