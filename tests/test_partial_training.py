@@ -19,10 +19,12 @@ import torch.nn.functional as F
 
 from cmvae import CMVAE, MMVAE, MVAE, CMC, DataValidationError, DeepCluster, MMVAEPlus, MoPoE, VaDE
 from cmvae.data import ArrayDataset
+from cmvae.metrics import clustering_scores
 from cmvae.models.cmvae import CMVAEModule
 from cmvae.objectives import reduce_log_weights
 from cmvae.schema import DataSchema
-from test_objective import DIST, DZ, DW, _grads, _paired_z, brute_force_log_weights, make_module, make_views
+from test_estimator import FAST, make_data
+from test_objective import DIST, DZ, DW, _paired_z, brute_force_log_weights, make_module, make_views
 
 LIKS, SCALES, LAM = ("gaussian", "laplace", "gaussian"), (0.6, 0.9, 0.4), (0.5, 2.0, 1.25)
 # observed sets {0, 1, 2}, {0, 2}, {1}, {2}: every modality is a source somewhere and absent somewhere
@@ -214,3 +216,125 @@ def test_masked_dreg_shared_encoder_gradient_unbiased():
     z = _paired_z(gi, gd)
     assert z.abs().max() < 4.5, z
     assert (gi - gd).abs().max() > 10 * (gi.mean(0) - gd.mean(0)).abs().max() / math.sqrt(40)  # the test has power
+
+
+# ----------------------------------------------------------------------------------------
+# fit on partially observed samples
+# ----------------------------------------------------------------------------------------
+def holes(n: int, m: int, frac: float, seed: int) -> np.ndarray:
+    """[n, m] observed mask with about ``frac`` of the entries missing, each row keeping one."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, m)) >= frac
+    empty = ~mask.any(1)
+    mask[empty, rng.integers(m, size=int(empty.sum()))] = True
+    return mask
+
+
+@pytest.fixture(scope="module")
+def split():
+    views, y = make_data(600)
+    return [v[:300] for v in views], y[:300], [v[300:] for v in views], y[300:], holes(300, 3, 0.3, 1)
+
+
+def with_placeholders(views, mask, value):
+    return [np.where(mask[:, m].reshape(-1, *[1] * (v.ndim - 1)), v, np.float32(value)) for m, v in enumerate(views)]
+
+
+def test_fit_with_holes_clusters_like_fit_on_full_data(split):
+    """30% of the entries missing: the model still clusters the fully observed test data (fixed
+    seeds; chance is ~0.4) about as well as one trained on the full data, and the training data
+    with holes through predict(mask=)."""
+    train, ytr, test, yte, mask = split
+    assert 0.25 < 1 - mask.mean() < 0.35 and not mask.all(1).all()
+    options = {**FAST, "seed": 1}
+    full = CMVAE(epochs=10, **options).fit(train)
+    partial = CMVAE(epochs=10, **options).fit(with_placeholders(train, mask, np.nan), mask=mask)
+    acc_full = clustering_scores(yte, full.predict(test))["acc"]
+    acc_partial = clustering_scores(yte, partial.predict(test))["acc"]
+    assert acc_partial > 0.8 and acc_partial >= acc_full - 0.1, (acc_partial, acc_full)
+    assert clustering_scores(ytr, partial.predict(train, mask=mask))["acc"] > 0.8
+    assert all(np.isfinite(v).all() for k, v in partial.history_.items())
+
+
+def test_placeholders_and_dataset_masks_give_the_same_fit(split):
+    """NaN or 0 placeholders, mask= or a dataset's mask: the same training run, weight for weight
+    (schema statistics, k-means initialisation and objective never read the placeholders)."""
+    train, _, _, _, mask = split
+    options = {**FAST, "cluster_init_epoch": 1}
+    a = CMVAE(epochs=2, **options).fit(with_placeholders(train, mask, np.nan), mask=mask)
+    b = CMVAE(epochs=2, **options).fit(ArrayDataset(with_placeholders(train, mask, 7.0), mask=mask))
+    assert a.schema_.to_dict() == b.schema_.to_dict()
+    for key, value in a.module_.state_dict().items():
+        assert torch.equal(value, b.module_.state_dict()[key]), key
+    c = CMVAE(epochs=2, **options).fit(train)  # ... and the holes do change the run
+    assert not torch.equal(a.module_.prior.means, c.module_.prior.means)
+
+
+def test_schema_statistics_use_observed_rows_only():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=g) * 2 + 5
+    mask = torch.rand(50, 2, generator=g) > 0.3
+    mask[:, 0] = True
+    spec = DataSchema.infer([torch.zeros(50, 1), x], mask=mask).modalities[1]
+    np.testing.assert_allclose(spec.mean, x[mask[:, 1]].double().mean(0).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(spec.std, x[mask[:, 1]].double().std(0).numpy(), rtol=1e-12)
+    assert DataSchema.infer([torch.zeros(50, 1), x]).to_dict() == DataSchema.infer(
+        [torch.zeros(50, 1), x], mask=torch.ones(50, 2, dtype=torch.bool)).to_dict()
+
+
+def test_validation_with_holes_and_resume(split, tmp_path):
+    train, _, test, yte, mask = split
+    val_mask = holes(300, 3, 0.3, 2)
+    options = {**FAST, "cluster_init_epoch": 1}
+    model = MMVAEPlus(epochs=2, **{k: v for k, v in options.items() if k != "cluster_init_epoch"})
+    model.fit(train, mask=mask, val_views=test, val_labels=yte, val_mask=val_mask, out_dir=tmp_path)
+    assert len(model.history_["val/bound"]) == 2 and np.isfinite(model.history_["val/bound"]).all()
+    model.epochs = 3
+    model.fit(train, mask=mask, val_views=test, val_mask=val_mask, out_dir=tmp_path, resume=True)
+    assert model.history_["epoch"] == [2.0]
+    cm = CMVAE(epochs=1, **options).fit(train, mask=mask, val_views=ArrayDataset(test, mask=val_mask), val_labels=yte)
+    assert 0.0 <= cm.history_["val/acc"][0] <= 1.0  # ClusteringMonitor votes with the observed modalities
+
+
+def test_mmvae_trains_with_holes(split):
+    train, _, test, _, mask = split
+    model = MMVAE(epochs=1, n_clusters=3, shared_dim=4, batch_size=64, n_samples=2, progress=False,
+                  accelerator="cpu", likelihood="gaussian").fit(train, mask=mask)
+    assert np.isfinite(model.history_["train/loss_epoch"]).all()
+    assert model.predict(test).shape == (300,)
+
+
+@pytest.mark.parametrize("klass", [MVAE, MoPoE, VaDE, DeepCluster, CMC])
+def test_models_without_partial_training_refuse_holes(klass, split):
+    train, _, _, _, mask = split
+    model = klass(n_clusters=3, epochs=1)
+    pattern = rf"{klass.__name__} trains on fully observed samples only.*CMVAE, MMVAE, MMVAEPlus"
+    with pytest.raises(DataValidationError, match=pattern):
+        model.fit(train, mask=mask)
+    if klass is not VaDE and klass is not DeepCluster:  # they take one view of a list, not a dataset
+        with pytest.raises(DataValidationError, match=pattern):
+            model.fit(ArrayDataset(train, mask=mask))
+    with pytest.raises(DataValidationError, match=pattern):
+        model.fit([train[0], None, train[2]])
+
+
+def test_fit_errors_for_unusable_holes(split):
+    train, _, _, _, mask = split
+    model = CMVAE(epochs=1, **FAST)
+    never = mask.copy()
+    never[:, 2] = False
+    never[~never.any(1), 0] = True
+    with pytest.raises(DataValidationError, match="modality 2 is observed for no sample"):
+        model.fit(train, mask=never)
+    with pytest.raises(DataValidationError, match=r"views\[1\] is None.*every modality observed"):
+        model.fit([train[0], None, train[2]])
+    empty = mask.copy()
+    empty[5] = False
+    with pytest.raises(DataValidationError, match="no observed modality"):
+        model.fit(train, mask=empty)
+    with pytest.raises(DataValidationError, match=r"mask must have shape \[N, M\]"):
+        model.fit(train, mask=mask[:, :2])
+    nan_observed = with_placeholders(train, mask, 0.0)
+    nan_observed[0][np.nonzero(mask[:, 0])[0][0], 0] = np.nan
+    with pytest.raises(DataValidationError, match="NaN"):
+        model.fit(nan_observed, mask=mask)
