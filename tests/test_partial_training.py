@@ -314,8 +314,8 @@ def test_models_without_partial_training_refuse_holes(klass, split):
     if klass is not VaDE and klass is not DeepCluster:  # they take one view of a list, not a dataset
         with pytest.raises(DataValidationError, match=pattern):
             model.fit(ArrayDataset(train, mask=mask))
-    with pytest.raises(DataValidationError, match=pattern):
-        model.fit([train[0], None, train[2]])
+    with pytest.raises(DataValidationError, match=pattern):  # (the unimodal VaDE/DeepCluster read views[0])
+        model.fit([None, train[1], train[2]])
 
 
 def test_fit_errors_for_unusable_holes(split):
@@ -332,8 +332,9 @@ def test_fit_errors_for_unusable_holes(split):
     empty[5] = False
     with pytest.raises(DataValidationError, match="no observed modality"):
         model.fit(train, mask=empty)
-    with pytest.raises(DataValidationError, match=r"mask must have shape \[N, M\]"):
-        model.fit(train, mask=mask[:, :2])
+    for bad in (mask[:, :2], np.ones((300, 2), bool)):  # checked even when it has no holes
+        with pytest.raises(DataValidationError, match=r"mask must have shape \[N, M\]"):
+            model.fit(train, mask=bad)
     nan_observed = with_placeholders(train, mask, 0.0)
     nan_observed[0][np.nonzero(mask[:, 0])[0][0], 0] = np.nan
     with pytest.raises(DataValidationError, match="NaN"):

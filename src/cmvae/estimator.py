@@ -345,19 +345,20 @@ class MultimodalEstimator:
         if mask is None:
             mask = getattr(views, "mask", None)
         raw = views_of(views)
-        holes = _has_none(raw) or (mask is not None and not bool(np.asarray(mask).all()))
-        if not holes:
+        if mask is None and not _has_none(raw):
             return as_views(raw, name=name, min_modalities=self.min_fit_modalities), None
-        _refuse_partial(type(self).__name__, self.partial_training, name)
         if isinstance(raw, (np.ndarray, torch.Tensor)) or not isinstance(raw, Sequence):
             raise DataValidationError(f"{name} must be a list with one array per modality, got {type(raw).__name__}")
+        observed = observation_mask(list(raw), mask, _n_samples(raw))  # checks the mask's shape and type
+        if bool(observed.all()):
+            return as_views(raw, name=name, min_modalities=self.min_fit_modalities), None
+        _refuse_partial(type(self).__name__, self.partial_training, name)
         absent = [m for m, x in enumerate(raw) if x is None]
         if absent:
             raise DataValidationError(
                 f"{name}[{absent[0]}] is None: fit needs every modality observed for some samples (a modality "
                 "nobody observed cannot be learned); mark per-sample holes with mask= [N, M] instead"
             )
-        observed = observation_mask(list(raw), mask, _n_samples(raw))
         never = torch.nonzero(~observed.any(0)).flatten().tolist()
         if never and name == "views":
             raise DataValidationError(
@@ -881,13 +882,22 @@ def _refuse_partial(model_name: str, supported: bool, name: str = "views") -> No
     )
 
 
-def refuse_partial_training(model_name: str, views: Any, mask: ArrayLike | None = None, name: str = "views") -> None:
+def refuse_partial_training(
+    model_name: str, views: Any, mask: ArrayLike | None = None, name: str = "views", modality: int | None = None
+) -> None:
     """For estimators without partial training: refuse ``views`` with holes (None entries, ``mask`` or a
-    dataset's ``mask`` with False entries) with a clear :class:`DataValidationError`."""
+    dataset's ``mask`` with False entries) with a clear :class:`DataValidationError`. Unimodal
+    estimators pass their ``modality``: holes in the other modalities do not matter to them."""
     if mask is None:
         mask = getattr(views, "mask", None)
-    if _has_none(views_of(views)) or (mask is not None and not bool(np.asarray(mask).all())):
+    raw = views_of(views)
+    columns = slice(None) if modality is None else slice(modality, modality + 1)
+    if isinstance(raw, (list, tuple)) and any(x is None for x in raw[columns]):
         _refuse_partial(model_name, False, name)
+    if mask is not None:
+        observed = np.asarray(mask)
+        if not bool((observed[:, columns] if observed.ndim == 2 else observed).all()):
+            _refuse_partial(model_name, False, name)
 
 
 def _n_samples(views: Sequence[ArrayLike | None]) -> int:
