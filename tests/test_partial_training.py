@@ -183,6 +183,13 @@ def test_modality_missing_from_the_batch_is_the_smaller_objective(estimator):
     assert grads["private_prior.raw_aux_scales"][:2].abs().sum() > 0
 
 
+def test_observed_mask_is_checked():
+    module, views = module3(), make_views(4)
+    for bad in (MASK[:, :2], torch.tensor([[True, True, True], [False, False, False]] * 2)):
+        with pytest.raises(ValueError, match=r"observed must be \[B, M\] = \[4, 3\]"):
+            module.objective(views, observed=bad)
+
+
 def test_reduce_log_weights_with_weights_is_the_weighted_average():
     g = torch.Generator().manual_seed(0)
     log_w = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)

@@ -221,6 +221,9 @@ def multimodal_objective(
     """
     if observed is not None:
         observed = observed.to(device=views[0].device, dtype=torch.bool)
+        if tuple(observed.shape) != (views[0].shape[0], len(views)) or not bool(observed.any(1).all()):
+            raise ValueError(f"observed must be [B, M] = [{views[0].shape[0]}, {len(views)}] with an observed "
+                             f"modality in every row, got shape {list(observed.shape)}")
         if bool(observed.all()):
             observed = None
         else:
@@ -241,7 +244,7 @@ def multimodal_objective(
     source = weights = None
     if observed is not None:  # unobserved targets drop out of the sums, unobserved sources out of the average
         source = observed.t().unsqueeze(1)  # [M, 1, B]
-        log_lik = torch.where(source.unsqueeze(0), log_lik, torch.zeros((), dtype=log_lik.dtype, device=z.device))
+        log_lik = _only_observed(log_lik, source.unsqueeze(0))  # targets: [1, M_tgt, 1, B]
         weights = observed.t().to(z.dtype) / (observed.sum(1).to(z.dtype) * b)  # [M, B]
 
     log_weights = combine_log_weights(log_lik, log_prior_z, log_prior_w, log_q_z, log_q_w, beta)
@@ -269,7 +272,7 @@ def multimodal_objective(
             per_source = weights.unsqueeze(1) / k  # [M, 1, B]: the bound's weights, spread over the samples
 
             def average(t: torch.Tensor) -> torch.Tensor:
-                return (torch.where(source, t, torch.zeros((), dtype=t.dtype, device=t.device)) * per_source).sum()
+                return (_only_observed(t, source) * per_source).sum()
 
         eye = torch.eye(m, dtype=torch.bool, device=z.device)
         self_lik = lik.diagonal()
@@ -294,9 +297,10 @@ def _zero_unobserved(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~observed.view(-1, *([1] * (x.dim() - 1))), 0)
 
 
-def _only_observed(values: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``[M, K, B]`` with the entries of unobserved sources (``source`` ``[M, 1, B]`` False) set to 0, no gradient."""
-    return torch.where(source, values, torch.zeros((), dtype=values.dtype, device=values.device))
+def _only_observed(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``values`` with the entries where the broadcast bool ``keep`` is False set to 0 (no gradient reaches them),
+    e.g. log W ``[M, K, B]`` with ``keep`` ``[M, 1, B]`` (the observed sources)."""
+    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
 
 # ---------------------------------------------------------------------------------------
