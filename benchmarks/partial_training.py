@@ -21,6 +21,7 @@ import numpy as np
 
 from cmvae import CMVAE
 from cmvae.metrics import clustering_scores
+from cmvae.missing import random_mask
 
 
 def make_views(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
@@ -35,15 +36,6 @@ def make_views(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
         np.clip(patterns[y] + rng.normal(0, 0.1, (n, 1, 8, 8)) + rng.normal(0, 0.4, (n, 1, 8, 8)), 0, 1),
     ]
     return [v.astype(np.float32) for v in views], y
-
-
-def holes(n: int, m: int, rate: float, seed: int) -> np.ndarray:
-    """[n, m] observed mask: each entry missing with probability ``rate``, every row keeping one."""
-    rng = np.random.default_rng(seed)
-    mask = rng.random((n, m)) >= rate
-    empty = ~mask.any(1)
-    mask[empty, rng.integers(m, size=int(empty.sum()))] = True
-    return mask
 
 
 def main() -> None:
@@ -61,7 +53,7 @@ def main() -> None:
     print("| missing entries | trained on | samples | test ACC per seed | mean |")
     print("|---|---|---|---|---|")
     for rate in args.rates:
-        mask = holes(1000, 3, rate, 7)
+        mask = random_mask(1000, 3, rate, seed=7)
         variants = {"every sample (mask=)": np.ones(1000, bool), ">= 2 modalities": mask.sum(1) >= 2,
                     "complete samples": mask.all(1)}
         for name, rows in variants.items():

@@ -280,7 +280,9 @@ class MultimodalEstimator:
         validation views are logged every epoch.
         """
         train, train_mask = self._training_views(views, mask, "views")
-        val, val_observed = (None, None) if val_views is None else self._training_views(val_views, val_mask, "val_views")
+        val, val_observed = None, None
+        if val_views is not None:
+            val, val_observed = self._training_views(val_views, val_mask, "val_views")
         L.seed_everything(self.seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
             self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
