@@ -20,6 +20,8 @@ MMVAEPlus (``mmvae_plus``) any      CMVAE's objective with the standard prior (p
 The baselines have no cluster prior: :meth:`BaselineEstimator.predict` clusters the latent
 codes of the views it is given with k-means (``n_clusters``, seeded by ``seed``), as the
 papers' clustering evaluations of these models do; ``predict_proba`` is not defined.
+MMVAE and MMVAE+ train on partially observed samples (``fit(views, mask=...)``), the others
+on fully observed ones only.
 Defaults: each paper's where it fits (beta 2.5 of the PolyMNIST experiments of MoPoE, mmJSD,
 MVTCAE and MMVAE+; beta 1 for MVAE and MMVAE, whose objectives are plain ELBO / IWAE), with
 the light CPU networks and the package's Laplace likelihood (scale 0.75). MMVAE's DReG with
@@ -165,6 +167,7 @@ class MMVAE(BaselineEstimator):
 
     model_type = "mmvae"
     module_class = MMVAEModule
+    partial_training = True
     gaussian_only = False
     elbo_only = False
 
@@ -224,6 +227,7 @@ class MMVAEPlus(BaselineEstimator):
 
     model_type = "mmvae_plus"
     module_class = MMVAEPlusModule
+    partial_training = True
     has_private_latents = True
     gaussian_only = False
     elbo_only = False

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer
 
+from .missing import masked_mean
 from .models.base import MultimodalVAE
 from .schema import DataSchema
 from .selection import majority_vote
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
-                   max_points: int = 20000, batch_size: int = 1024) -> torch.Tensor:
-    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``.
+                   max_points: int = 20000, batch_size: int = 1024, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``;
+    with ``mask`` ``[N, M]`` (True = observed) the average of each sample's observed modalities' means.
 
     The mixture mean rather than the stacked unimodal means: early in training the unimodal
     codes still differ by modality, and k-means would then find the modalities, not the clusters.
@@ -35,7 +37,8 @@ def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.
     codes = []
     for start in range(0, n, batch_size):
         batch = schema.to_model_input([x[start : min(start + batch_size, n)] for x in views], device)
-        codes.append(module.encode(batch).z_loc.mean(0).cpu())
+        z_loc = module.encode(batch).z_loc.cpu()
+        codes.append(z_loc.mean(0) if mask is None else masked_mean(z_loc, mask[start : min(start + batch_size, n)]))
     module.train(was_training)
     return torch.cat(codes)
 
@@ -47,18 +50,21 @@ class KMeansPriorInit(L.Callback):
     Warm-up ends after ``epoch`` epochs or, when training has a time limit, after the same
     fraction (``epoch / max_epochs``) of that time, whichever comes first. If training stops
     before that, the components are placed at the end so the model still clusters.
+    ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
     """
 
-    def __init__(self, estimator: "CMVAE", views: list[torch.Tensor], epoch: int, seed: int) -> None:
+    def __init__(self, estimator: "CMVAE", views: list[torch.Tensor], epoch: int, seed: int,
+                 mask: torch.Tensor | None = None) -> None:
         self.estimator = estimator
         self.views = views
+        self.mask = mask
         self.epoch = epoch
         self.seed = seed
         self.done = False
 
     def _init(self, pl_module: L.LightningModule, reason: str) -> None:
         module, schema = self.estimator._fitted()
-        codes = _mixture_means(module, schema, self.views, pl_module.device)
+        codes = _mixture_means(module, schema, self.views, pl_module.device, mask=self.mask)
         module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
         self.done = True
         log.info("cluster prior initialised by k-means on %d latent codes (%s)", codes.shape[0], reason)
@@ -93,12 +99,15 @@ class KMeansPriorInit(L.Callback):
 
 
 class ClusteringMonitor(L.Callback):
-    """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch."""
+    """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch (only the observed
+    modalities vote where ``mask`` ``[N, M]`` marks holes)."""
 
-    def __init__(self, estimator: "MultimodalEstimator", views: list[torch.Tensor], labels: np.ndarray) -> None:
+    def __init__(self, estimator: "MultimodalEstimator", views: list[torch.Tensor], labels: np.ndarray,
+                 mask: torch.Tensor | None = None) -> None:
         self.estimator = estimator
         self.views = views
         self.labels = labels
+        self.mask = mask
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -112,6 +121,6 @@ class ClusteringMonitor(L.Callback):
         for start in range(0, self.views[0].shape[0], 1024):
             batch = schema.to_model_input([x[start : start + 1024] for x in self.views], device)
             log_posts.append(module.cluster_log_posteriors(batch).cpu())  # type: ignore[operator]
-        labels = majority_vote(torch.cat(log_posts, dim=1)).numpy()
+        labels = majority_vote(torch.cat(log_posts, dim=1), self.mask).numpy()
         scores = clustering_scores(self.labels, labels)
         pl_module.log_dict({f"val/{k}": float(scores[k]) for k in ("nmi", "ari", "acc")}, prog_bar=True)

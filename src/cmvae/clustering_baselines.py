@@ -31,7 +31,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .estimator import CMVAE, NotFittedError, pick_device, register_estimator
+from .estimator import CMVAE, NotFittedError, pick_device, refuse_partial_training, register_estimator
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
 from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
@@ -70,6 +70,7 @@ class VaDE(CMVAE):
 
     model_type = "vade"
     min_fit_modalities = 1
+    partial_training = False
 
     def __init__(
         self,
@@ -99,8 +100,12 @@ class VaDE(CMVAE):
         )
 
     def fit(self, views: Sequence[ArrayLike], y: ArrayLike | None = None, **kwargs: Any) -> "VaDE":
-        """Train on ``views[modality]`` (``val_views`` likewise); see :meth:`cmvae.CMVAE.fit`."""
+        """Train on ``views[modality]`` (``val_views`` likewise); see :meth:`cmvae.CMVAE.fit`.
+        Fully observed samples only (no ``mask``)."""
+        refuse_partial_training("VaDE", views, kwargs.pop("mask", None), modality=self.modality)
+        val_mask = kwargs.pop("val_mask", None)
         if kwargs.get("val_views") is not None:
+            refuse_partial_training("VaDE", kwargs["val_views"], val_mask, "val_views", modality=self.modality)
             kwargs["val_views"] = select_modality(kwargs["val_views"], self.modality, "val_views")
         super().fit(select_modality(views, self.modality), y, **kwargs)
         return self
@@ -244,8 +249,12 @@ class _RepresentationClusterer:
         module.train(was_training)
         return torch.cat(parts).double().numpy()
 
-    def fit(self, views: Sequence[ArrayLike], y: ArrayLike | None = None) -> "_RepresentationClusterer":
-        """Train on ``views`` (list of M arrays ``[N, ...]``; ``y`` is ignored), then fit the final k-means."""
+    def fit(
+        self, views: Sequence[ArrayLike], y: ArrayLike | None = None, *, mask: ArrayLike | None = None
+    ) -> "_RepresentationClusterer":
+        """Train on ``views`` (list of M arrays ``[N, ...]``; ``y`` is ignored), then fit the final k-means.
+        Fully observed samples only: a ``mask`` (or dataset ``mask``) with holes is refused."""
+        refuse_partial_training(type(self).__name__, views, mask, modality=getattr(self, "modality", None))
         train = self._select(views)
         if train[0].shape[0] < self.n_clusters:
             raise DataValidationError(f"{train[0].shape[0]} samples cannot fill n_clusters={self.n_clusters}")

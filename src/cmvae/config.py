@@ -726,7 +726,10 @@ def _load_files(cfg: DataConfig) -> RunData:
     test = from_modalities([m.reader() for m in cfg.test_modalities]) if cfg.test_modalities else None
     for split, ds in (("train", train), ("test", test)):
         if ds is not None and ds.mask is not None:
-            raise DataValidationError(f"{split} data has missing entries; a run config needs fully observed samples")
+            raise DataValidationError(
+                f"{split} data has missing entries; a run config needs fully observed samples (the Python API "
+                "trains CMVAE, MMVAE and MMVAE+ on them: model.fit(from_modalities(...)))"
+            )
     return RunData(
         train.to_views(),
         train.labels,

@@ -98,6 +98,9 @@ class MultimodalEstimator:
     model_type: ClassVar[str] = "base"
     #: Fewest modalities ``fit`` accepts (the unimodal baselines select one view before fitting).
     min_fit_modalities: ClassVar[int] = 2
+    #: Whether ``fit`` trains on partially observed samples (models whose objective is
+    #: :func:`cmvae.objectives.multimodal_objective`, which takes the observed mask).
+    partial_training: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -240,8 +243,8 @@ class MultimodalEstimator:
     def _build_module(self, schema: DataSchema) -> MultimodalVAE:
         raise NotImplementedError
 
-    def _fit_callbacks(self, train: list[torch.Tensor]) -> list[L.Callback]:
-        """Model-specific callbacks added to every ``fit``."""
+    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
+        """Model-specific callbacks added to every ``fit`` (``mask`` ``[N, M]``: observed entries of ``train``)."""
         return []
 
     # -- fitting --------------------------------------------------------------------------
@@ -256,8 +259,16 @@ class MultimodalEstimator:
         resume: bool = False,
         callbacks: Sequence[L.Callback] = (),
         vocabularies: Sequence[Any] | None = None,
+        mask: ArrayLike | None = None,
+        val_mask: ArrayLike | None = None,
     ) -> "MultimodalEstimator":
         """Train on paired ``views`` (list of M arrays ``[N, ...]``). ``y`` is ignored (unsupervised).
+
+        ``mask`` ``[N, M]`` (True = observed; or a dataset's ``mask``) trains on partially
+        observed samples (CMVAE, MMVAE, MMVAE+: the objective of each sample uses its observed
+        modalities only, see :func:`cmvae.objectives.multimodal_objective`); masked-out entries
+        are placeholders (NaN allowed). Every sample needs one observed modality and every
+        modality some observed samples. ``val_mask`` likewise for ``val_views``.
 
         ``vocabularies``: one entry per modality marking text modalities (token ids ``[N, L]``):
         a :class:`~cmvae.data.text.Vocabulary`, a token list or a vocabulary size; None elsewhere.
@@ -268,13 +279,13 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
-        _require_observed(views, "views")
-        _require_observed(val_views, "val_views")
-        train = as_views(views, min_modalities=self.min_fit_modalities)
-        val = as_views(val_views, name="val_views", min_modalities=self.min_fit_modalities) if val_views is not None else None
+        train, train_mask = self._training_views(views, mask, "views")
+        val, val_observed = None, None
+        if val_views is not None:
+            val, val_observed = self._training_views(val_views, val_mask, "val_views")
         L.seed_everything(self.seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
-            self.schema_ = DataSchema.infer(train, vocabularies=vocabularies)
+            self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
             self.module_ = self._build_module(self.schema_)
         assert self.schema_ is not None and self.module_ is not None
         if val is not None:
@@ -289,11 +300,11 @@ class MultimodalEstimator:
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
         )
-        sanity_check(plan, train, self.batch_size)
+        sanity_check(plan, train, self.batch_size, train_mask)
         history = EpochHistory()
-        extra: list[L.Callback] = [history, *self._fit_callbacks(train), *callbacks]
+        extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
         if val is not None and val_labels is not None:
-            extra.append(ClusteringMonitor(self, val, np.asarray(val_labels)))
+            extra.append(ClusteringMonitor(self, val, np.asarray(val_labels), val_observed))
         trainer = make_trainer(
             epochs=self.epochs,
             out_dir=out_dir,
@@ -311,9 +322,11 @@ class MultimodalEstimator:
             if not last.exists():
                 raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
             ckpt_path = str(last)
-        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed)
+        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed,
+                                   mask=train_mask)
         val_loader = (
-            make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers) if val is not None else None
+            make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers, mask=val_observed)
+            if val is not None else None
         )
         with warnings.catch_warnings():
             quiet_lightning_warnings()
@@ -321,6 +334,40 @@ class MultimodalEstimator:
         self.module_.to("cpu").eval()
         self.history_ = history.history
         return self
+
+    def _training_views(
+        self, views: Any, mask: ArrayLike | None, name: str
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Checked training views and their observed mask ``[N, M]`` (None when fully observed).
+
+        Holes (``mask`` or a dataset's ``mask``) need a model with :attr:`partial_training`;
+        placeholders are made finite (:func:`~cmvae.missing.fill_unobserved`). A modality given
+        as ``None`` or observed for no training sample cannot be trained.
+        """
+        if mask is None:
+            mask = getattr(views, "mask", None)
+        raw = views_of(views)
+        if mask is None and not _has_none(raw):
+            return as_views(raw, name=name, min_modalities=self.min_fit_modalities), None
+        if isinstance(raw, (np.ndarray, torch.Tensor)) or not isinstance(raw, Sequence):
+            raise DataValidationError(f"{name} must be a list with one array per modality, got {type(raw).__name__}")
+        observed = observation_mask(list(raw), mask, _n_samples(raw))  # checks the mask's shape and type
+        if bool(observed.all()):
+            return as_views(raw, name=name, min_modalities=self.min_fit_modalities), None
+        _refuse_partial(type(self).__name__, self.partial_training, name)
+        absent = [m for m, x in enumerate(raw) if x is None]
+        if absent:
+            raise DataValidationError(
+                f"{name}[{absent[0]}] is None: fit needs every modality observed for some samples (a modality "
+                "nobody observed cannot be learned); mark per-sample holes with mask= [N, M] instead"
+            )
+        never = torch.nonzero(~observed.any(0)).flatten().tolist()
+        if never and name == "views":
+            raise DataValidationError(
+                f"{name}: modality {never[0]} is observed for no sample; fit needs every modality observed for some"
+            )
+        filled = [fill_unobserved(x, observed[:, m]) for m, x in enumerate(raw)]
+        return as_views(filled, name=name, min_modalities=self.min_fit_modalities), observed
 
     # -- inference helpers --------------------------------------------------------------------
     def _fitted(self) -> tuple[MultimodalVAE, DataSchema]:
@@ -636,6 +683,7 @@ class MultimodalEstimator:
 
 class CMVAE(MultimodalEstimator):
     """Clustering Multimodal VAE: clusters paired multimodal data and generates from each cluster.
+    Trains on partially observed samples too (``fit(views, mask=...)``).
 
     Defaults follow the paper's PolyMNIST setting (Laplace posteriors, priors and
     likelihood with scale 0.75, beta 2.5, 32 + 32 latent dimensions) with light networks
@@ -643,6 +691,7 @@ class CMVAE(MultimodalEstimator):
     """
 
     model_type = "cmvae"
+    partial_training = True
 
     def __init__(
         self,
@@ -677,9 +726,9 @@ class CMVAE(MultimodalEstimator):
             return self.cluster_init_epoch
         return max(1, (2 * self.epochs) // 3)
 
-    def _fit_callbacks(self, train: list[torch.Tensor]) -> list[L.Callback]:
+    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self.seed)]
+            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self.seed, mask)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:
@@ -823,15 +872,34 @@ def _has_none(views: Any) -> bool:
     return isinstance(views, (list, tuple)) and any(x is None for x in views)
 
 
-def _require_observed(views: Any, name: str) -> None:
-    """Training needs every modality of every sample (partially observed training is not supported)."""
-    mask = getattr(views, "mask", None)
-    if mask is not None and not np.asarray(mask).all():
-        n = int((~np.asarray(mask).all(1)).sum())
-        raise DataValidationError(
-            f"{name}: {n} sample(s) have missing modalities; fit needs fully observed samples "
-            "(predict/transform/generate accept missing ones)"
-        )
+def _refuse_partial(model_name: str, supported: bool, name: str = "views") -> None:
+    """DataValidationError unless the model can train on partially observed samples, naming those that can."""
+    if supported:
+        return
+    able = sorted(k.__name__ for k in _ESTIMATORS.values() if k.partial_training)
+    raise DataValidationError(
+        f"{name} has missing modalities (None entries or a mask with False entries), but {model_name} trains on "
+        f"fully observed samples only; the models that train on partially observed samples are {', '.join(able)} "
+        "(predict/transform/generate of every model accept missing modalities)"
+    )
+
+
+def refuse_partial_training(
+    model_name: str, views: Any, mask: ArrayLike | None = None, name: str = "views", modality: int | None = None
+) -> None:
+    """For estimators without partial training: refuse ``views`` with holes (None entries, ``mask`` or a
+    dataset's ``mask`` with False entries) with a clear :class:`DataValidationError`. Unimodal
+    estimators pass their ``modality``: holes in the other modalities do not matter to them."""
+    if mask is None:
+        mask = getattr(views, "mask", None)
+    raw = views_of(views)
+    columns = slice(None) if modality is None else slice(modality, modality + 1)
+    if isinstance(raw, (list, tuple)) and any(x is None for x in raw[columns]):
+        _refuse_partial(model_name, False, name)
+    if mask is not None:
+        observed = np.asarray(mask)
+        if not bool((observed[:, columns] if observed.ndim == 2 else observed).all()):
+            _refuse_partial(model_name, False, name)
 
 
 def _n_samples(views: Sequence[ArrayLike | None]) -> int:

@@ -79,3 +79,15 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     keep = mask.t().reshape(*mask.t().shape, *([1] * (values.dim() - 2)))
     total = torch.where(keep, values, torch.zeros((), dtype=values.dtype)).sum(0)
     return total / keep.sum(0).to(values.dtype)
+
+
+def random_mask(n: int, n_modalities: int, rate: float, seed: int = 0) -> np.ndarray:
+    """A random ``[n, n_modalities]`` observed mask (for simulating missing data): each entry is
+    missing with probability ``rate``; a sample left with none gets one modality back at random."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, n_modalities)) >= rate
+    empty = ~mask.any(1)
+    mask[empty, rng.integers(n_modalities, size=int(empty.sum()))] = True
+    return mask

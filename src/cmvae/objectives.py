@@ -20,6 +20,10 @@ over clusters is exact. The objective averages over m (and over the batch):
   priors the IWAE gradient sum_k w~_k d log W_k. The beta-weighting follows from applying
   the DReG identity to the score term, which log W carries with a factor beta.
 
+Partially observed samples (``observed`` mask): datapoint b with observed modalities S_b
+keeps only the m in S_b as sources, sums the likelihoods over n in S_b, uses the mixture
+q(z|X_{S_b}) of its observed experts, and averages over m in S_b (weight 1/|S_b|).
+
 Every model in :mod:`cmvae.models` that has this shape reuses :func:`multimodal_objective`
 (CMVAE, MMVAE+ with the standard prior, MMVAE without private latents).
 
@@ -106,13 +110,25 @@ class ObjectiveTerms:
         return [name for name, value in self.as_dict().items() if not math.isfinite(value)]
 
 
-def mixture_log_prob(family: LocScaleFamily, z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def mixture_log_prob(
+    family: LocScaleFamily,
+    z: torch.Tensor,
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    observed: torch.Tensor | None = None,
+) -> torch.Tensor:
     """log (1/M) sum_n q(z | x_n) for samples drawn from every modality.
 
     ``z``: ``[M_src, K, B, d]``; ``loc``/``scale``: ``[M, B, d]``; returns ``[M_src, K, B]``.
+    ``observed`` ``[B, M]`` (bool, each row with a True): datapoint b's mixture is
+    (1/|S_b|) sum_{n in S_b} q(z | x_n) over its observed experts S_b only.
     """
     per_expert = family.log_prob(z.unsqueeze(1), loc[None, :, None], scale[None, :, None]).sum(-1)
-    return torch.logsumexp(per_expert, dim=1) - math.log(loc.shape[0])
+    if observed is None:
+        return torch.logsumexp(per_expert, dim=1) - math.log(loc.shape[0])
+    experts = observed.t()[None, :, None]  # [1, M, 1, B]
+    per_expert = per_expert.masked_fill(~experts, float("-inf"))
+    return torch.logsumexp(per_expert, dim=1) - observed.sum(1).to(per_expert.dtype).log()
 
 
 def combine_log_weights(
@@ -133,8 +149,14 @@ def reduce_log_weights(
     reparam_samples: tuple[torch.Tensor, ...] = (),
     beta: float = 1.0,
     score_correction: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn log W ``[M, K, B]`` into (loss to minimise, bound value), both scalars.
+
+    The per-(m, b) reductions (mean over samples, or log-mean-exp) are averaged over m and b,
+    or, with ``weights`` ``[M, B]``, summed with those weights (partially observed data:
+    1 / (|S_b| B) for the observed sources m of datapoint b, 0 for the others, whose log W
+    must be finite and carry no gradient).
 
     For ``dreg`` the ``reparam_samples`` (encoder samples ``[M, K, B, d]`` that produced
     ``log_weights``) get a gradient hook so that the encoder sees the weights
@@ -147,12 +169,16 @@ def reduce_log_weights(
     q(z|x_m) alone. Its score term enters the gradient as in IWAE; the loss value is unchanged.
     """
     n_samples = log_weights.shape[1]
+
+    def average(per_point: torch.Tensor) -> torch.Tensor:  # [M, B] -> scalar
+        return per_point.mean() if weights is None else (weights * per_point).sum()
+
     iw_bound = torch.logsumexp(log_weights, dim=1) - math.log(n_samples)  # [M, B]
     if estimator == "elbo":
         per_point = log_weights.mean(1)
-        return -per_point.mean(), per_point.mean().detach()
+        return -average(per_point), average(per_point).detach()
     if estimator == "iwae":
-        return -iw_bound.mean(), iw_bound.mean().detach()
+        return -average(iw_bound), average(iw_bound).detach()
     if estimator == "dreg":
         normalised = torch.softmax(log_weights.detach(), dim=1)  # w~ [M, K, B]
         if torch.is_grad_enabled():
@@ -166,7 +192,7 @@ def reduce_log_weights(
         if score_correction is not None:
             live = score_correction - score_correction.detach()  # value 0, gradient d/dphi
             surrogate = surrogate - beta * (normalised * live).sum(1)
-        return -surrogate.mean(), iw_bound.mean().detach()
+        return -average(surrogate), average(iw_bound).detach()
     raise ValueError(f"unknown estimator {estimator!r}; choose 'elbo', 'iwae' or 'dreg'")
 
 
@@ -178,11 +204,30 @@ def multimodal_objective(
     estimator: EstimatorName = "elbo",
     beta: float = 1.0,
     keep_samples: bool = False,
+    observed: torch.Tensor | None = None,
 ) -> ObjectiveTerms:
     """Evaluate the objective of ``model`` on one batch (see module docstring).
 
-    ``views``: list of M tensors ``[B, *shape_m]``.
+    ``views``: list of M tensors ``[B, *shape_m]``. ``observed`` ``[B, M]`` (bool, True =
+    observed, each row with a True) trains on partially observed samples: datapoint b with
+    observed modalities S_b has the bound (1/|S_b|) sum_{m in S_b} of the reductions of
+
+        log W_m = sum_{n in S_b} lambda_n log p(x_n | z, w_n)
+                  + beta * [ log p(z) + log p(w_m) - log q(z|X_{S_b}) - log q(w_m|x_m) ],
+
+    q(z|X_S) = (1/|S|) sum_{n in S} q(z|x_n). Unobserved entries of ``views`` are placeholders
+    (set to 0 here, so any value works) that reach no value and no gradient.
+    ``observed`` None or all True is exactly the fully observed objective.
     """
+    if observed is not None:
+        observed = observed.to(device=views[0].device, dtype=torch.bool)
+        if tuple(observed.shape) != (views[0].shape[0], len(views)) or not bool(observed.any(1).all()):
+            raise ValueError(f"observed must be [B, M] = [{views[0].shape[0]}, {len(views)}] with an observed "
+                             f"modality in every row, got shape {list(observed.shape)}")
+        if bool(observed.all()):
+            observed = None
+        else:
+            views = [_zero_unobserved(x, observed[:, n]) for n, x in enumerate(views)]
     post = model.encode(views)
     z_family, w_family = model.z_family, model.w_family
     z = z_family.rsample(post.z_loc, post.z_scale, n_samples)  # [M, K, B, dz]
@@ -191,24 +236,45 @@ def multimodal_objective(
     w_aux = model.private_prior.sample_aux((m, k, b))  # [M_tgt, M_src, K, B, dw]
 
     dens = post.detached() if estimator == "dreg" else post
-    log_q_z = mixture_log_prob(z_family, z, dens.z_loc, dens.z_scale)
+    log_q_z = mixture_log_prob(z_family, z, dens.z_loc, dens.z_scale, observed)
     log_q_w = w_family.log_prob(w_own, dens.w_loc.unsqueeze(1), dens.w_scale.unsqueeze(1)).sum(-1)
     log_prior_z = model.log_prior_z(z)
     log_prior_w = model.private_prior.log_prob(w_own)
     log_lik = model.cross_log_likelihoods(views, z, w_own, w_aux)  # [M_src, M_tgt, K, B]
+    source = weights = None
+    if observed is not None:  # unobserved targets drop out of the sums, unobserved sources out of the average
+        source = observed.t().unsqueeze(1)  # [M, 1, B]
+        log_lik = _only_observed(log_lik, source.unsqueeze(0))  # targets: [1, M_tgt, 1, B]
+        weights = observed.t().to(z.dtype) / (observed.sum(1).to(z.dtype) * b)  # [M, B]
 
     log_weights = combine_log_weights(log_lik, log_prior_z, log_prior_w, log_q_z, log_q_w, beta)
+    if source is not None:
+        log_weights = _only_observed(log_weights, source)
     correction = None
     if estimator == "dreg" and torch.is_grad_enabled():
         z_fixed = z.detach()
-        correction = mixture_log_prob(z_family, z_fixed, post.z_loc, post.z_scale) - z_family.log_prob(
+        correction = mixture_log_prob(z_family, z_fixed, post.z_loc, post.z_scale, observed) - z_family.log_prob(
             z_fixed, post.z_loc.unsqueeze(1), post.z_scale.unsqueeze(1)
         ).sum(-1)
-    loss, bound = reduce_log_weights(log_weights, estimator, (z, w_own), beta=beta, score_correction=correction)
+        if source is not None:
+            correction = _only_observed(correction, source)
+    loss, bound = reduce_log_weights(
+        log_weights, estimator, (z, w_own), beta=beta, score_correction=correction, weights=weights
+    )
 
     with torch.no_grad():
+        if observed is None:
+            lik = log_lik.mean((2, 3))  # [M_src, M_tgt]
+            average = torch.Tensor.mean
+        else:  # over the datapoints that observe both the source and the target
+            pairs = (observed.t().unsqueeze(1) & observed.t().unsqueeze(0)).to(z.dtype)  # [M_src, M_tgt, B]
+            lik = (log_lik.mean(2) * pairs).sum(-1) / pairs.sum(-1).clamp_min(1.0)
+            per_source = weights.unsqueeze(1) / k  # [M, 1, B]: the bound's weights, spread over the samples
+
+            def average(t: torch.Tensor) -> torch.Tensor:
+                return (_only_observed(t, source) * per_source).sum()
+
         eye = torch.eye(m, dtype=torch.bool, device=z.device)
-        lik = log_lik.mean((2, 3))  # [M_src, M_tgt]
         self_lik = lik.diagonal()
         cross_lik = (lik.masked_fill(eye, 0.0).sum(0) / max(m - 1, 1)) if m > 1 else torch.zeros_like(self_lik)
     samples = {"z": z, "w_own": w_own, "w_aux": w_aux} if keep_samples else {}
@@ -217,13 +283,24 @@ def multimodal_objective(
         bound=bound,
         log_lik_self=self_lik,
         log_lik_cross=cross_lik,
-        log_prior_z=log_prior_z.detach().mean(),
-        log_prior_w=log_prior_w.detach().mean(),
-        log_q_z=log_q_z.detach().mean(),
-        log_q_w=log_q_w.detach().mean(),
+        log_prior_z=average(log_prior_z.detach()),
+        log_prior_w=average(log_prior_w.detach()),
+        log_q_z=average(log_q_z.detach()),
+        log_q_w=average(log_q_w.detach()),
         log_weights=log_weights.detach(),
         samples=samples,
     )
+
+
+def _zero_unobserved(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """One view ``[B, ...]`` with the rows of unobserved datapoints (``observed`` ``[B]`` False) set to 0."""
+    return x.masked_fill(~observed.view(-1, *([1] * (x.dim() - 1))), 0)
+
+
+def _only_observed(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``values`` with the entries where the broadcast bool ``keep`` is False set to 0 (no gradient reaches them),
+    e.g. log W ``[M, K, B]`` with ``keep`` ``[M, 1, B]`` (the observed sources)."""
+    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
 
 # ---------------------------------------------------------------------------------------

@@ -76,8 +76,12 @@ class DataSchema:
         *,
         standardize_tabular: bool = True,
         vocabularies: Sequence[Any] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> "DataSchema":
         """Record shapes and scaling from training views (already checked by :func:`as_views`).
+
+        ``mask`` ``[N, M]`` (True = observed): tabular standardisation statistics come from each
+        modality's observed rows only (every modality needs one).
 
         ``vocabularies``: one entry per modality, None for non-text modalities; for a text
         modality a vocabulary size, a list of tokens or an object with ``tokens`` (e.g.
@@ -96,7 +100,7 @@ class DataSchema:
             scale = x.dtype == torch.uint8
             mean = std = None
             if kind == "tabular" and standardize_tabular and not scale:
-                xf = x.double()
+                xf = x.double() if mask is None else x[mask[:, m].to(x.device)].double()
                 mean = xf.mean(0).tolist()
                 std = xf.std(0).clamp_min(1e-8).tolist()
             mods.append(ModalitySchema(shape, kind, str(x.dtype).replace("torch.", ""), scale, mean, std))

@@ -34,11 +34,12 @@ class ViewsDataset(Dataset):
     """Paired views ``[N, *shape_m]`` (raw: uint8 stays uint8) served as whole batches.
 
     ``__getitems__`` lets the DataLoader fetch a batch with one indexing operation per
-    modality instead of N Python calls.
+    modality instead of N Python calls. With ``mask`` ``[N, M]`` (bool, True = observed) a
+    batch carries the batch's mask as an extra last element (see :func:`split_batch`).
     """
 
-    def __init__(self, views: Sequence[torch.Tensor]) -> None:
-        self.views = list(views)
+    def __init__(self, views: Sequence[torch.Tensor], mask: torch.Tensor | None = None) -> None:
+        self.views = list(views) + ([mask] if mask is not None else [])
 
     def __len__(self) -> int:
         return int(self.views[0].shape[0])
@@ -51,17 +52,29 @@ class ViewsDataset(Dataset):
         return [x[idx] for x in self.views]
 
 
+def split_batch(batch: Sequence[torch.Tensor], n_modalities: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """(views, observed mask ``[B, M]`` or None) of a batch of :class:`ViewsDataset`."""
+    return list(batch[:n_modalities]), (batch[n_modalities] if len(batch) > n_modalities else None)
+
+
 def _identity_collate(batch: list[torch.Tensor]) -> list[torch.Tensor]:
     return batch
 
 
 def make_loader(
-    views: Sequence[torch.Tensor], batch_size: int, *, shuffle: bool, num_workers: int = 0, seed: int = 0
+    views: Sequence[torch.Tensor],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    mask: torch.Tensor | None = None,
 ) -> DataLoader:
-    """A DataLoader of raw batches (list of M tensors); conversion happens on the device."""
+    """A DataLoader of raw batches (list of M tensors, plus the ``[B, M]`` mask when ``mask``
+    ``[N, M]`` is given); conversion happens on the device."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        ViewsDataset(views),
+        ViewsDataset(views, mask),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
@@ -103,9 +116,11 @@ class TrainingPlan(L.LightningModule):
         return self.beta * min(1.0, (self.current_epoch + 1) / self.beta_warmup_epochs)
 
     def _terms(self, batch: list[torch.Tensor], estimator: EstimatorName):
-        views = self.schema.to_model_input(batch, self.device)
+        raw, observed = split_batch(batch, self.schema.n_modalities)
+        views = self.schema.to_model_input(raw, self.device)
+        partial = {} if observed is None else {"observed": observed.to(self.device)}  # holes: see multimodal_objective
         return self.module.objective(
-            views, n_samples=self.n_samples, estimator=estimator, beta=self.current_beta()
+            views, n_samples=self.n_samples, estimator=estimator, beta=self.current_beta(), **partial
         )
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -138,9 +153,12 @@ class TrainingPlan(L.LightningModule):
         return torch.optim.Adam(self.module.parameters(), lr=self.lr, amsgrad=self.amsgrad)
 
 
-def sanity_check(plan: TrainingPlan, views: Sequence[torch.Tensor], batch_size: int) -> None:
-    """Fail before epoch 1: push one small batch through the objective and a backward pass."""
-    batch = [x[: min(batch_size, 8)] for x in views]
+def sanity_check(
+    plan: TrainingPlan, views: Sequence[torch.Tensor], batch_size: int, mask: torch.Tensor | None = None
+) -> None:
+    """Fail before epoch 1: push one small batch through the objective and a backward pass
+    (``mask`` ``[N, M]``: the observed entries of partially observed ``views``)."""
+    batch = [x[: min(batch_size, 8)] for x in [*views, *([mask] if mask is not None else [])]]
     plan.module.train()
     try:
         terms = plan._terms(batch, plan.estimator)

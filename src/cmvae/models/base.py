@@ -181,10 +181,13 @@ class MultimodalVAE(nn.Module):
         estimator: EstimatorName = "elbo",
         beta: float = 1.0,
         keep_samples: bool = False,
+        observed: torch.Tensor | None = None,
     ) -> ObjectiveTerms:
-        """The multimodal objective on a batch (see :mod:`cmvae.objectives`)."""
+        """The multimodal objective on a batch (see :mod:`cmvae.objectives`); ``observed`` ``[B, M]``
+        (True = observed) for partially observed samples."""
         return multimodal_objective(
-            self, list(views), n_samples=n_samples, estimator=estimator, beta=beta, keep_samples=keep_samples
+            self, list(views), n_samples=n_samples, estimator=estimator, beta=beta, keep_samples=keep_samples,
+            observed=observed,
         )
 
 
