@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import BenchmarkConfig, RunConfig, load_data
+from .config import BenchmarkConfig, RunConfig
+from .data.run_data import load_data
 from .metrics import kmeans_baseline
 from .schema import DataValidationError
 

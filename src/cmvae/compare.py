@@ -45,7 +45,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-from .config import CompareConfig, CompareEntry, ConfigError, RunConfig, dump_config, load_data
+from .config import CompareConfig, CompareEntry, ConfigError, RunConfig, dump_config
+from .data.run_data import load_data
 from .estimator import MultimodalEstimator, pick_device
 from .generation import GenerationReport, evaluate_generation, labelled_split, load_or_train_classifiers
 from .metrics.clustering import format_scores_table
