@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from cmvae import CMVAE, DataValidationError, NotFittedError
-from cmvae.selection import majority_vote
+from cmvae.selection import combined_evidence, majority_vote
 
 N = 300
 SHAPES = [(6,), (5,), (1, 8, 8)]
@@ -72,8 +72,9 @@ def test_outputs_have_documented_shapes_and_dtypes(fitted, data):
     np.testing.assert_allclose(codes, fitted.encode(views).z_loc.mean(0).numpy())
     log_post = fitted.cluster_log_posteriors(views)
     assert log_post.shape == (3, N, 3)
-    np.testing.assert_array_equal(labels, majority_vote(log_post).numpy())
-    np.testing.assert_allclose(proba, log_post.exp().mean(0).numpy(), rtol=1e-6)
+    evidence = combined_evidence(log_post, torch.log(torch.as_tensor(fitted.cluster_weights_)))
+    np.testing.assert_array_equal(labels, evidence.argmax(-1).numpy())
+    np.testing.assert_allclose(proba, evidence.exp().numpy(), rtol=1e-5, atol=1e-7)
     weights = fitted.cluster_weights_
     assert weights.shape == (3,) and weights.sum() == pytest.approx(1.0, abs=1e-6)
     assert fitted.history_["epoch"] == [float(e) for e in range(10)]
@@ -82,17 +83,34 @@ def test_outputs_have_documented_shapes_and_dtypes(fitted, data):
     assert fitted.predict(one)[0] == labels[0]
 
 
-def test_predict_is_majority_vote_of_modalities(fitted, data):
+def test_predict_combines_the_modalities_evidence(fitted, data):
+    """Recompute log pi + sum_m [log p(c|z_m) - log pi] by hand; the probabilities sum to 1."""
+    views, _ = data
+    log_post = fitted.cluster_log_posteriors(views).numpy().astype(np.float64)  # [M, N, C]
+    log_pi = np.log(fitted.cluster_weights_.astype(np.float64))
+    joint = (log_post - log_pi).sum(0) + log_pi
+    np.testing.assert_array_equal(fitted.predict(views), joint.argmax(1))
+    expected = np.exp(joint - joint.max(1, keepdims=True))
+    np.testing.assert_allclose(fitted.predict_proba(views), expected / expected.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_predict_is_majority_vote_of_modalities_with_assignment_vote(fitted, data):
     """Recompute the vote by hand from the per-modality posteriors."""
     views, _ = data
+    fitted.assignment = "vote"
+    try:
+        labels, proba = fitted.predict(views), fitted.predict_proba(views)
+    finally:
+        fitted.assignment = "evidence"
     log_post = fitted.cluster_log_posteriors(views).numpy()  # [M, N, C]
+    np.testing.assert_allclose(proba, np.exp(log_post).mean(0), rtol=1e-6)
     votes = np.stack([np.bincount(col, minlength=3) for col in log_post.argmax(-1).T])  # [N, C]
     mass = np.exp(log_post).sum(0)
     expected = []
     for v, s in zip(votes, mass):
         top = np.flatnonzero(v == v.max())
         expected.append(top[np.argmax(s[top])])
-    np.testing.assert_array_equal(fitted.predict(views), np.array(expected))
+    np.testing.assert_array_equal(labels, np.array(expected))
 
 
 def test_recovers_well_separated_clusters(fitted, data):

@@ -110,6 +110,7 @@ class BaselineEstimator(MultimodalEstimator):
             latent_family_name=self.latent_family,
             likelihood_weights=self.likelihood_weights,
             low_memory=self.low_memory,
+            scale_param=self.scale_param,
             **self._module_options(),
         )
 

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Timer
 from .missing import masked_mean
 from .models.base import MultimodalVAE
 from .schema import DataSchema
-from .selection import majority_vote
+from .selection import assign_clusters
 
 if TYPE_CHECKING:  # pragma: no cover
     from .estimator import CMVAE, MultimodalEstimator
@@ -43,6 +43,15 @@ def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.
     return torch.cat(codes)
 
 
+def _forget_optimiser_state(trainer: L.Trainer, parameters) -> None:
+    """Drop the optimisers' running moments of ``parameters`` (they restart from step 0): after the
+    components jump onto k-means centroids, moments gathered at the old positions would steer them."""
+    ids = {id(p) for p in parameters}
+    for optimiser in trainer.optimizers:
+        for p in [p for p in optimiser.state if id(p) in ids]:
+            del optimiser.state[p]
+
+
 class KMeansPriorInit(L.Callback):
     """Place the cluster components on k-means centroids of the posterior means (VaDE's
     initialisation, without a separate pre-training run) once warm-up is over.
@@ -62,10 +71,12 @@ class KMeansPriorInit(L.Callback):
         self.seed = seed
         self.done = False
 
-    def _init(self, pl_module: L.LightningModule, reason: str) -> None:
+    def _init(self, trainer: L.Trainer, pl_module: L.LightningModule, reason: str) -> None:
         module, schema = self.estimator._fitted()
         codes = _mixture_means(module, schema, self.views, pl_module.device, mask=self.mask)
-        module.prior.init_from_codes(codes, seed=self.seed)  # type: ignore[union-attr]
+        prior = module.prior  # type: ignore[union-attr]
+        prior.init_from_codes(codes, seed=self.seed)
+        _forget_optimiser_state(trainer, prior.parameters())
         self.done = True
         log.info("cluster prior initialised by k-means on %d latent codes (%s)", codes.shape[0], reason)
 
@@ -77,7 +88,7 @@ class KMeansPriorInit(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.epoch == 0 and trainer.current_epoch == 0:
-            self._init(pl_module, "before training")
+            self._init(trainer, pl_module, "before training")
         elif trainer.current_epoch >= self.epoch:
             self.done = True  # resumed after the initialisation: keep the trained components
 
@@ -85,29 +96,32 @@ class KMeansPriorInit(L.Callback):
         if self.done:
             return
         if trainer.current_epoch + 1 >= self.epoch:
-            self._init(pl_module, f"after {trainer.current_epoch + 1} epochs")
+            self._init(trainer, pl_module, f"after {trainer.current_epoch + 1} epochs")
             return
         fraction = self._time_fraction(trainer)
         max_epochs = trainer.max_epochs or 0
         if fraction is not None and max_epochs > 0 and fraction >= self.epoch / max_epochs:
-            self._init(pl_module, f"after {fraction:.0%} of the time limit")
+            self._init(trainer, pl_module, f"after {fraction:.0%} of the time limit")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.done:
             log.warning("training stopped before the cluster initialisation epoch: initialising at the end")
-            self._init(pl_module, "at the end of training")
+            self._init(trainer, pl_module, "at the end of training")
 
 
 class ClusteringMonitor(L.Callback):
     """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch (only the observed
-    modalities vote where ``mask`` ``[N, M]`` marks holes)."""
+    modalities vote where ``mask`` ``[N, M]`` marks holes). With ``diagnostics`` (fully observed
+    views of a clustering model) it also logs :func:`~cmvae.diagnostics.latent_diagnostics`:
+    k-means on the latent, modality offsets, clusters used, entropy of pi, ... as ``val/<name>``."""
 
     def __init__(self, estimator: "MultimodalEstimator", views: list[torch.Tensor], labels: np.ndarray,
-                 mask: torch.Tensor | None = None) -> None:
+                 mask: torch.Tensor | None = None, diagnostics: bool = True) -> None:
         self.estimator = estimator
         self.views = views
         self.labels = labels
         self.mask = mask
+        self.diagnostics = diagnostics and mask is None
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -117,10 +131,23 @@ class ClusteringMonitor(L.Callback):
 
         module, schema = self.estimator._fitted()
         device = pl_module.device
-        log_posts = []
+        log_posts, codes = [], []
         for start in range(0, self.views[0].shape[0], 1024):
             batch = schema.to_model_input([x[start : start + 1024] for x in self.views], device)
-            log_posts.append(module.cluster_log_posteriors(batch).cpu())  # type: ignore[operator]
-        labels = majority_vote(torch.cat(log_posts, dim=1), self.mask).numpy()
-        scores = clustering_scores(self.labels, labels)
-        pl_module.log_dict({f"val/{k}": float(scores[k]) for k in ("nmi", "ari", "acc")}, prog_bar=True)
+            z_loc = module.encode(batch).z_loc
+            codes.append(z_loc.cpu())
+            log_posts.append(module.prior.log_posterior(z_loc).cpu())  # type: ignore[union-attr]
+        log_post = torch.cat(log_posts, dim=1)
+        prior = module.prior  # type: ignore[union-attr]
+        rule = getattr(self.estimator, "assignment", "vote")
+        labels = assign_clusters(log_post, prior.log_weights().detach().cpu(), self.mask, rule).numpy()
+        scores = {k: float(v) for k, v in clustering_scores(self.labels, labels).items() if k in ("nmi", "ari", "acc")}
+        if self.diagnostics:
+            from .diagnostics import latent_diagnostics
+
+            extra = latent_diagnostics(torch.cat(codes, dim=1), log_post, prior.log_weights().detach().cpu(),
+                                       prior.means.detach().cpu(), self.labels, seed=self.estimator.seed, rule=rule)
+            scores.update({k: v for k, v in extra.items() if k not in scores})
+        headline = ("nmi", "ari", "acc")
+        pl_module.log_dict({f"val/{k}": scores[k] for k in headline}, prog_bar=True)
+        pl_module.log_dict({f"val/{k}": v for k, v in scores.items() if k not in headline})

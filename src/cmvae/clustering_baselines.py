@@ -125,6 +125,8 @@ class VaDE(CMVAE):
             latent_family_name=self.latent_family,
             learn_prior_scales=self.learn_prior_scales,
             prior_mean_init_std=self.prior_mean_init_std,
+            scale_param=self.scale_param,
+            mean_init=self._mean_init(),
         )
 
 

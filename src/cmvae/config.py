@@ -225,8 +225,11 @@ class ModelConfig(_Strict):
     arch: Literal["light", "resnet"] = "light"
     learn_prior_scales: bool = False
     prior_mean_init_std: float = Field(1.0, ge=0)
-    cluster_init: Literal["kmeans", "random"] = "kmeans"
+    cluster_init: Literal["kmeans", "random", "uniform"] = "kmeans"
     cluster_init_epoch: int | None = Field(None, ge=0)
+    scale_param: Literal["softplus", "softmax"] = "softmax"
+    encoder_branches: Literal["shared", "separate"] = "separate"
+    assignment: Literal["evidence", "vote"] = "evidence"
     alpha: float | None = Field(None, ge=0, le=1, description="MVTCAE only (default 0.1)")
     subsampled_subsets: int | None = Field(None, ge=0, description="MVAE only (default 0)")
     subset_sampling: bool | None = Field(None, description="MoPoE only (default true)")

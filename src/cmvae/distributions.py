@@ -80,6 +80,26 @@ def positive_scale(raw: torch.Tensor, min_scale: float = 1e-4) -> torch.Tensor:
     return F.softplus(raw) + min_scale
 
 
+ScaleParam = Literal["softplus", "softmax"]
+
+
+def normalised_scale(raw: torch.Tensor, min_scale: float = 1e-6) -> torch.Tensor:
+    """The authors' parametrisation (MMVAE+, CMVAE): ``softmax(raw over the last axis) * dim``,
+    scales ``[..., dim]`` that average exactly 1 over the dimensions (plus ``min_scale``). A posterior
+    cannot shrink as a whole, only trade precision between dimensions; so the unimodal posteriors
+    of one object overlap and the modalities cannot drift apart in z (see benchmarks/RESULTS.md)."""
+    return F.softmax(raw, dim=-1) * raw.shape[-1] + min_scale
+
+
+def scale_transform(name: str):
+    """The function raw -> scale of a parametrisation name ("softplus" or "softmax")."""
+    if name == "softplus":
+        return positive_scale
+    if name == "softmax":
+        return normalised_scale
+    raise ValueError(f"scale_param must be 'softplus' or 'softmax', got {name!r}")
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """Observation model p(x | decoder output).

@@ -39,7 +39,7 @@ from .missing import fill_unobserved, masked_mean, observation_mask
 from .nets import build_networks
 from .objectives import Posteriors
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views, views_of
-from .selection import SelectionResult, majority_vote
+from .selection import SelectionResult, assign_clusters, combined_evidence
 from .training import (
     EpochHistory,
     TrainingPlan,
@@ -89,6 +89,11 @@ class _seeded:
             self._fork = None
 
 
+#: Values of parameters added after format 1 that reproduce how older saved models were built
+#: (a saved model without the key was trained with this value, whatever today's default is).
+LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote"}
+
+
 class MultimodalEstimator:
     """Common fit/transform/save/load machinery of the multimodal VAEs.
 
@@ -129,6 +134,8 @@ class MultimodalEstimator:
         max_time_minutes: float | None = None,
         progress: bool = True,
         low_memory: bool = False,
+        scale_param: str = "softplus",
+        encoder_branches: str = "shared",
         encoders: Sequence[nn.Module] | None = None,
         decoders: Sequence[nn.Module] | None = None,
     ) -> None:
@@ -156,6 +163,8 @@ class MultimodalEstimator:
         self.max_time_minutes = max_time_minutes
         self.progress = progress
         self.low_memory = low_memory
+        self.scale_param = scale_param
+        self.encoder_branches = encoder_branches
         self.encoders = encoders
         self.decoders = decoders
         self.module_: MultimodalVAE | None = None
@@ -195,6 +204,10 @@ class MultimodalEstimator:
             raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {self.estimator!r}")
         if self.latent_family not in ("gaussian", "laplace"):
             raise ValueError(f"latent_family must be 'gaussian' or 'laplace', got {self.latent_family!r}")
+        if self.scale_param not in ("softplus", "softmax"):
+            raise ValueError(f"scale_param must be 'softplus' or 'softmax', got {self.scale_param!r}")
+        if self.encoder_branches not in ("shared", "separate"):
+            raise ValueError(f"encoder_branches must be 'shared' or 'separate', got {self.encoder_branches!r}")
         if (self.encoders is None) != (self.decoders is None):
             raise ValueError("pass both encoders and decoders (one per modality), or neither")
 
@@ -235,7 +248,7 @@ class MultimodalEstimator:
         names = self._likelihood_names(schema.n_modalities, [spec.kind for spec in schema.modalities])
         pairs = [
             build_networks(spec.shape, self.shared_dim, self.private_dim, arch=self.arch, likelihood=lik,
-                           vocab_size=spec.vocab_size)
+                           vocab_size=spec.vocab_size, branches=self.encoder_branches)
             for spec, lik in zip(schema.modalities, names)
         ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -670,7 +683,9 @@ class MultimodalEstimator:
         unknown = set(overrides) - set(klass._param_names())
         if unknown:
             raise TypeError(f"unknown parameter(s) {sorted(unknown)} for {klass.__name__}")
-        params = {**config["params"], **overrides}
+        accepted = set(klass._param_names())
+        legacy = {k: v for k, v in LEGACY_PARAMS.items() if k in accepted}
+        params = {**legacy, **config["params"], **overrides}
         model = klass(**params, encoders=encoders, decoders=decoders)
         model.schema_ = DataSchema.from_dict(config["schema"])
         model.module_ = model._build_module(model.schema_)
@@ -703,12 +718,15 @@ class CMVAE(MultimodalEstimator):
         prior_mean_init_std: float = 1.0,
         cluster_init: str = "kmeans",
         cluster_init_epoch: int | None = None,
+        assignment: str = "evidence",
+        scale_param: str = "softmax",
+        encoder_branches: str = "separate",
         **kwargs: Any,
     ) -> None:
         if n_clusters < 1:
             raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-        if cluster_init not in ("kmeans", "random"):
-            raise ValueError(f"cluster_init must be 'kmeans' or 'random', got {cluster_init!r}")
+        if cluster_init not in ("kmeans", "random", "uniform"):
+            raise ValueError(f"cluster_init must be 'kmeans', 'random' or 'uniform', got {cluster_init!r}")
         if cluster_init_epoch is not None and cluster_init_epoch < 0:
             raise ValueError(f"cluster_init_epoch must be >= 0, got {cluster_init_epoch}")
         self.n_clusters = n_clusters
@@ -716,7 +734,11 @@ class CMVAE(MultimodalEstimator):
         self.prior_mean_init_std = prior_mean_init_std
         self.cluster_init = cluster_init
         self.cluster_init_epoch = cluster_init_epoch
-        super().__init__(shared_dim=shared_dim, private_dim=private_dim, **kwargs)
+        if assignment not in ("evidence", "vote"):
+            raise ValueError(f"assignment must be 'evidence' or 'vote', got {assignment!r}")
+        self.assignment = assignment
+        super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
+                         encoder_branches=encoder_branches, **kwargs)
 
     @property
     def cluster_init_epoch_(self) -> int:
@@ -746,7 +768,16 @@ class CMVAE(MultimodalEstimator):
             prior_mean_init_std=self.prior_mean_init_std,
             likelihood_weights=self.likelihood_weights,
             low_memory=self.low_memory,
+            scale_param=self.scale_param,
+            mean_init=self._mean_init(),
         )
+
+    def _mean_init(self) -> str:
+        """How the components start: all at 0 until the k-means placement (so that until then the
+        prior is the standard one and training is MMVAE+'s), else random (normal or uniform)."""
+        if self.cluster_init == "kmeans" and self.n_clusters > 1:
+            return "zeros"
+        return "uniform" if self.cluster_init == "uniform" else "normal"
 
     @property
     def cluster_weights_(self) -> np.ndarray:
@@ -833,16 +864,25 @@ class CMVAE(MultimodalEstimator):
         module.prior.set_active(result.kept)  # type: ignore[union-attr]
         return self
 
+    def _log_pi(self) -> torch.Tensor:
+        module, _ = self._fitted()
+        with torch.no_grad():
+            return module.prior.log_weights().detach().cpu()  # type: ignore[union-attr]
+
     def predict(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
-        """Cluster ids ``[N]``: each modality votes with argmax_c p(c | z_m); ties go to the
-        cluster with the larger summed posterior (the paper's majority vote). Only observed
-        modalities vote (``None`` views, ``mask`` [N, M] with True = observed)."""
+        """Cluster ids ``[N]`` from every observed modality's p(c | z_m) (``None`` views, ``mask``
+        [N, M] with True = observed). ``assignment="evidence"``: the argmax of the combined evidence
+        log pi_c + sum_m [log p(c | z_m) - log pi_c]; ``"vote"``: the paper's majority vote (each
+        modality votes for its argmax; ties go to the larger summed posterior)."""
         log_post, observed = self._cluster_log_posteriors(views, mask)
-        return majority_vote(log_post, observed).numpy()
+        return assign_clusters(log_post, self._log_pi(), observed, self.assignment).numpy()  # type: ignore[arg-type]
 
     def predict_proba(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
-        """Cluster probabilities ``[N, n_clusters]``: p(c | z_m) averaged over the observed modalities."""
+        """Cluster probabilities ``[N, n_clusters]``: the normalised combined evidence of the observed
+        modalities (``assignment="evidence"``), or p(c | z_m) averaged over them (``"vote"``)."""
         log_post, observed = self._cluster_log_posteriors(views, mask)
+        if self.assignment == "evidence":
+            return combined_evidence(log_post, self._log_pi(), observed).exp().numpy()
         if observed is None:
             return log_post.exp().mean(0).numpy()
         return masked_mean(log_post.exp(), observed).numpy()

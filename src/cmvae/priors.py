@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from .distributions import latent_family, positive_scale
+from .distributions import latent_family, scale_transform
 
 _INV_SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(x) == 1  <=>  x == log(e - 1)
 
@@ -36,6 +36,7 @@ class ClusterPrior(nn.Module):
         learn_scales: bool = False,
         learn_weights: bool = True,
         init_mean_std: float = 1.0,
+        mean_init: str = "normal",
     ) -> None:
         super().__init__()
         if n_clusters < 1:
@@ -44,7 +45,14 @@ class ClusterPrior(nn.Module):
         self.n_clusters = n_clusters
         self.dim = dim
         self.logits = nn.Parameter(torch.zeros(n_clusters), requires_grad=learn_weights)
-        means = torch.randn(n_clusters, dim) * init_mean_std if learn_means else torch.zeros(n_clusters, dim)
+        if mean_init not in ("normal", "uniform", "zeros"):
+            raise ValueError(f"mean_init must be 'normal', 'uniform' or 'zeros', got {mean_init!r}")
+        if not learn_means or mean_init == "zeros":
+            means = torch.zeros(n_clusters, dim)
+        elif mean_init == "uniform":  # U(-s, s), as the authors' code (s = 1)
+            means = (torch.rand(n_clusters, dim) * 2 - 1) * init_mean_std
+        else:
+            means = torch.randn(n_clusters, dim) * init_mean_std
         self.means = nn.Parameter(means, requires_grad=learn_means)
         self.raw_scales = nn.Parameter(
             torch.full((n_clusters, dim), _INV_SOFTPLUS_ONE), requires_grad=learn_scales
@@ -154,17 +162,18 @@ class ClusterPrior(nn.Module):
 class PrivatePriors(nn.Module):
     """Fixed priors p(w_m) = F(0, 1) and auxiliary r_m = F(0, s_m) with learnable s_m."""
 
-    def __init__(self, n_modalities: int, dim: int, family: str = "gaussian", *, learn_aux_scale: bool = True):
+    def __init__(self, n_modalities: int, dim: int, family: str = "gaussian", *, learn_aux_scale: bool = True,
+                 scale_param: str = "softplus"):
         super().__init__()
         self.family = latent_family(family)
         self.dim = dim
-        self.raw_aux_scales = nn.Parameter(
-            torch.full((n_modalities, dim), _INV_SOFTPLUS_ONE), requires_grad=learn_aux_scale
-        )
+        self.to_scale = scale_transform(scale_param)
+        start = _INV_SOFTPLUS_ONE if scale_param == "softplus" else 0.0  # scales exactly 1 (up to the floor)
+        self.raw_aux_scales = nn.Parameter(torch.full((n_modalities, dim), start), requires_grad=learn_aux_scale)
 
     def aux_scales(self) -> torch.Tensor:
-        """Scales of the auxiliary distributions r_m: ``[M, dim]``."""
-        return positive_scale(self.raw_aux_scales, min_scale=1e-4)
+        """Scales of the auxiliary distributions r_m: ``[M, dim]`` (the encoders' parametrisation)."""
+        return self.to_scale(self.raw_aux_scales)
 
     def log_prob(self, w: torch.Tensor) -> torch.Tensor:
         """log p(w) under the fixed prior, summed over the last axis: ``[..., dim] -> [...]``."""

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..distributions import Likelihood, latent_family, positive_scale
+from ..distributions import Likelihood, latent_family, scale_transform
 from ..missing import masked_mean
 from ..objectives import EstimatorName, ObjectiveTerms, Posteriors, multimodal_objective
 from ..priors import PrivatePriors
@@ -37,9 +37,12 @@ class MultimodalVAE(nn.Module):
         likelihood_weights: Sequence[float] | None = None,
         learn_aux_scale: bool = True,
         low_memory: bool = False,
+        scale_param: str = "softplus",
     ) -> None:
         super().__init__()
         self.low_memory = low_memory
+        self.scale_param = scale_param
+        self.to_scale = scale_transform(scale_param)
         n = len(encoders)
         if n < self.min_modalities or len(decoders) != n or len(likelihoods) != n:
             raise ValueError(
@@ -53,7 +56,8 @@ class MultimodalVAE(nn.Module):
         self.private_dim = private_dim
         self.z_family = latent_family(latent_family_name)
         self.w_family = self.z_family
-        self.private_prior = PrivatePriors(n, private_dim, latent_family_name, learn_aux_scale=learn_aux_scale)
+        self.private_prior = PrivatePriors(n, private_dim, latent_family_name, learn_aux_scale=learn_aux_scale,
+                                           scale_param=scale_param)
         weights = torch.ones(n) if likelihood_weights is None else torch.as_tensor(likelihood_weights, dtype=torch.float)
         if weights.shape != (n,):
             raise ValueError(f"likelihood_weights needs {n} entries, got {tuple(weights.shape)}")
@@ -84,7 +88,7 @@ class MultimodalVAE(nn.Module):
                 f"(z loc, z raw scale, w loc, w raw scale for shared_dim={dz}, private_dim={dw})"
             )
         z_loc, z_raw, w_loc, w_raw = torch.split(out, [dz, dz, dw, dw], dim=1)
-        return z_loc, positive_scale(z_raw), w_loc, positive_scale(w_raw)
+        return z_loc, self.to_scale(z_raw), w_loc, self.to_scale(w_raw)
 
     def encode(self, views: Sequence[torch.Tensor]) -> Posteriors:
         """Posterior parameters of every modality: ``[M, B, dim]`` each."""

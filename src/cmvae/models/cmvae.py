@@ -36,6 +36,8 @@ class CMVAEModule(MultimodalVAE):
         prior_mean_init_std: float = 1.0,
         likelihood_weights: Sequence[float] | None = None,
         low_memory: bool = False,
+        scale_param: str = "softplus",
+        mean_init: str = "normal",
     ) -> None:
         super().__init__(
             encoders,
@@ -46,6 +48,7 @@ class CMVAEModule(MultimodalVAE):
             latent_family_name=latent_family_name,
             likelihood_weights=likelihood_weights,
             low_memory=low_memory,
+            scale_param=scale_param,
         )
         self.prior = ClusterPrior(
             n_clusters,
@@ -55,6 +58,7 @@ class CMVAEModule(MultimodalVAE):
             learn_scales=learn_prior_scales,
             learn_weights=n_clusters > 1,
             init_mean_std=prior_mean_init_std,
+            mean_init=mean_init,
         )
 
     def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,8 @@ class VaDEModule(CMVAEModule):
         latent_family_name: str = "gaussian",
         learn_prior_scales: bool = True,
         prior_mean_init_std: float = 1.0,
+        scale_param: str = "softplus",
+        mean_init: str = "normal",
     ) -> None:
         super().__init__(
             [encoder],
@@ -52,6 +54,8 @@ class VaDEModule(CMVAEModule):
             latent_family_name=latent_family_name,
             learn_prior_scales=learn_prior_scales,
             prior_mean_init_std=prior_mean_init_std,
+            scale_param=scale_param,
+            mean_init=mean_init,
         )
 
     @classmethod

@@ -10,14 +10,30 @@ Protocol every encoder/decoder follows (user modules too):
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .images import ImageDecoder, ImageEncoder
 from .tabular import TabularDecoder, TabularEncoder
 from .text import TextDecoder, TextEncoder
 
-__all__ = ["ImageDecoder", "ImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder", "TextEncoder",
-           "build_networks"]
+__all__ = ["BranchedEncoder", "ImageDecoder", "ImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder",
+           "TextEncoder", "build_networks"]
+
+
+class BranchedEncoder(nn.Module):
+    """Two networks on the same input, as in the authors' encoders: one gives the shared latent's
+    parameters ``[B, 2 * shared_dim]``, the other the private latent's ``[B, 2 * private_dim]``.
+    Output ``[B, 2 * (shared_dim + private_dim)]`` in the protocol's order (z loc, z raw scale,
+    w loc, w raw scale). Features of one branch cannot leak into the other latent through a shared trunk."""
+
+    def __init__(self, shared: nn.Module, private: nn.Module) -> None:
+        super().__init__()
+        self.shared = shared
+        self.private = private
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.shared(x), self.private(x)], dim=-1)
 
 
 def build_networks(
@@ -28,27 +44,51 @@ def build_networks(
     arch: str = "light",
     likelihood: str = "laplace",
     vocab_size: int | None = None,
+    branches: str = "shared",
 ) -> tuple[nn.Module, nn.Module]:
     """Default (encoder, decoder) for one modality with per-sample ``shape``.
 
     ``[C, H, W]`` -> convolutional nets sized for the resolution; ``[D]`` -> MLPs; with
     ``vocab_size``, ``[L]`` token ids -> 1-D convolutional text nets (decoder logits ``[N, L, vocab_size]``).
+    ``branches="separate"``: a :class:`BranchedEncoder` of two such encoders, one for z and one for w
+    (with ``private_dim`` 0 there is nothing to separate and one encoder is returned).
     """
-    out_dim = 2 * (shared_dim + private_dim)
-    latent_dim = shared_dim + private_dim
+    if branches not in ("shared", "separate"):
+        raise ValueError(f"encoder_branches must be 'shared' or 'separate', got {branches!r}")
+    if len(shape) == 3 and vocab_size is None and arch not in ("light", "resnet"):
+        raise ValueError(f"unknown image architecture {arch!r}; choose 'light' or 'resnet'")
+    if branches == "separate" and private_dim > 0:
+        encoder: nn.Module = BranchedEncoder(
+            _encoder(shape, 2 * shared_dim, arch, vocab_size), _encoder(shape, 2 * private_dim, arch, vocab_size)
+        )
+    else:
+        encoder = _encoder(shape, 2 * (shared_dim + private_dim), arch, vocab_size)
+    return encoder, _decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size)
+
+
+def _encoder(shape: tuple[int, ...], out_dim: int, arch: str, vocab_size: int | None) -> nn.Module:
     if vocab_size is not None:
         if len(shape) != 1:
             raise ValueError(f"a text modality has per-sample shape [L] (token ids), got {list(shape)}")
-        return TextEncoder(vocab_size, shape[0], out_dim, arch), TextDecoder(latent_dim, vocab_size, shape[0], arch)
+        return TextEncoder(vocab_size, shape[0], out_dim, arch)
     if len(shape) == 3:
-        if arch not in ("light", "resnet"):
-            raise ValueError(f"unknown image architecture {arch!r}; choose 'light' or 'resnet'")
-        sigmoid = likelihood in ("laplace", "gaussian")
-        return ImageEncoder(shape, out_dim, arch), ImageDecoder(shape, latent_dim, arch, sigmoid=sigmoid)  # type: ignore[arg-type]
+        return ImageEncoder(shape, out_dim, arch)  # type: ignore[arg-type]
     if len(shape) == 1:
-        hidden = (256, 256) if arch == "light" else (512, 512, 512)
-        return TabularEncoder(shape[0], out_dim, hidden), TabularDecoder(latent_dim, shape[0], hidden)
+        return TabularEncoder(shape[0], out_dim, _tabular_hidden(arch))
     raise ValueError(
         f"no default network for per-sample shape {tuple(shape)}: expected [C, H, W] images or [D] "
         "feature vectors; pass your own encoder/decoder modules"
     )
+
+
+def _decoder(shape: tuple[int, ...], latent_dim: int, arch: str, likelihood: str, vocab_size: int | None) -> nn.Module:
+    if vocab_size is not None:
+        return TextDecoder(latent_dim, vocab_size, shape[0], arch)
+    if len(shape) == 3:
+        sigmoid = likelihood in ("laplace", "gaussian")
+        return ImageDecoder(shape, latent_dim, arch, sigmoid=sigmoid)  # type: ignore[arg-type]
+    return TabularDecoder(latent_dim, shape[0], _tabular_hidden(arch))
+
+
+def _tabular_hidden(arch: str) -> tuple[int, ...]:
+    return (256, 256) if arch == "light" else (512, 512, 512)

@@ -1,0 +1,205 @@
+"""Clustering diagnostics over training: the model's clusters vs the structure of its latent.
+
+    python benchmarks/clustering_diagnostics.py NAME --data polymnist-small --seeds 0 1 2 \
+        [--set '{"beta": 1.0}'] [--config polymnist_cpu] [--epochs 30] [--threads 1]
+
+Trains CMVAE (from a packaged/YAML config's model and training sections, then ``--set``
+overrides) on one of the data sets below and records after every epoch, on the held-out split,
+everything :func:`cmvae.diagnostics.latent_diagnostics` measures (the model's NMI/ARI, k-means
+on the mixture means, k-means with a vote over the unimodal codes, the variance shares of
+modality and class, clusters used, entropy of pi) plus the training wall time. Rows go to
+``OUT/NAME.csv``; ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
+
+Data sets (all offline):
+
+* ``polymnist``: the quickstart's PolyMNIST (5 modalities, 28x28, 8,000 / 2,000 tuples);
+* ``polymnist-small``: its first 3 modalities average-pooled to 14x14 (a 10x cheaper proxy);
+* ``polymnist-other``: a Poly-X built from the same digits on three *other* backgrounds
+  (scikit-image's rocket, motorcycle and retina), 3 modalities, 14x14;
+* ``digits-views``: scikit-learn's 8x8 digits as 3 tabular views of different sizes (top half
+  rows 32 features, bottom half 32, a 4x4 pooled copy with noise 16), 1,197 / 600 samples;
+* ``blobs``: 4 well-separated clusters seen through 3 noisy views of 10 / 20 / 5 features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from cmvae import CMVAE
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pool(views: list[np.ndarray], n_modalities: int) -> list[np.ndarray]:
+    """First ``n_modalities`` uint8 image views ``[N, C, 28, 28]`` average-pooled to 14x14 (uint8)."""
+    out = []
+    for v in views[:n_modalities]:
+        t = torch.nn.functional.avg_pool2d(torch.as_tensor(v).float(), 2)
+        out.append(t.round().clamp(0, 255).to(torch.uint8).numpy())
+    return out
+
+
+def load(name: str, seed: int = 0) -> tuple[list, np.ndarray, list, np.ndarray]:
+    """(train views, train labels, test views, test labels) of a named data set."""
+    if name.startswith("polymnist"):
+        from cmvae.data import build_polymnist
+
+        kwargs = {}
+        if name == "polymnist-other":
+            kwargs.update(backgrounds=["rocket", "motorcycle_left", "retina"], n_modalities=3)
+        ds = build_polymnist(seed=0, **kwargs)
+        if name == "polymnist":
+            return ds.train_views, ds.train_labels, ds.test_views, ds.test_labels
+        return _pool(ds.train_views, 3), ds.train_labels, _pool(ds.test_views, 3), ds.test_labels
+    rng = np.random.default_rng(seed)
+    if name == "digits-views":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images, y = digits.images.astype(np.float32), digits.target
+        pooled = images.reshape(-1, 4, 2, 4, 2).mean((2, 4)).reshape(-1, 16)
+        views = [images[:, :4].reshape(-1, 32), images[:, 4:].reshape(-1, 32),
+                 pooled + rng.normal(0, 2.0, pooled.shape).astype(np.float32)]
+    elif name == "blobs":
+        n, k = 1800, 4
+        y = rng.permutation(np.arange(n) % k)
+        views = []
+        for d in (10, 20, 5):
+            centres = rng.normal(0, 0.6, (k, d))
+            views.append((centres[y] + rng.normal(0, 1.0, (n, d))).astype(np.float32))
+    else:
+        raise SystemExit(f"unknown data set {name!r}")
+    order = rng.permutation(len(y))
+    test, train = order[: len(y) // 3], order[len(y) // 3 :]
+    return [v[train] for v in views], y[train], [v[test] for v in views], y[test]
+
+
+class Clock(L.Callback):
+    """Training wall time (seconds, validation and diagnostics excluded) at each epoch's end."""
+
+    def __init__(self) -> None:
+        self.elapsed, self.times = 0.0, []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.elapsed += time.perf_counter() - self.start
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.times.append(self.elapsed)
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        print(f"  epoch {trainer.current_epoch + 1} {self.elapsed / 60:.1f} min: NMI {m.get('val/nmi', float('nan')):.3f} "
+              f"k-means {m.get('val/kmeans_mean_nmi', float('nan')):.3f} vote-k-means "
+              f"{m.get('val/kmeans_vote_nmi', float('nan')):.3f} modality share {m.get('val/modality_share', float('nan')):.2f} "
+              f"used {m.get('val/clusters_used', float('nan')):.0f}", flush=True)
+
+
+def run(name: str, data: str, seed: int, params: dict, out: Path) -> list[dict]:
+    train, y_train, test, y_test = load(data, seed)
+    model = CMVAE(**{**params, "seed": seed, "progress": False, "accelerator": "cpu"})
+    clock = Clock()
+    model.fit(train, val_views=test, val_labels=y_test, callbacks=[clock])
+    hist = model.history_
+    rows = []
+    for i, epoch in enumerate(hist["epoch"]):
+        row = {"name": name, "data": data, "seed": seed, "epoch": int(epoch) + 1, "minutes": clock.times[i] / 60}
+        row.update({k[4:]: v[i] for k, v in hist.items() if k.startswith("val/") and k != "val/bound"})
+        rows.append(row)
+    final = model.score(test, y_test)
+    print(f"{name} seed {seed}: final NMI {final['nmi']:.3f} ARI {final['ari']:.3f} in {clock.times[-1] / 60:.1f} min; "
+          f"k-means on z NMI {rows[-1].get('kmeans_mean_nmi', float('nan')):.3f}", flush=True)
+    return rows
+
+
+def params_from(config: str | None, overrides: dict) -> dict:
+    params: dict = {}
+    if config:
+        from cmvae.config import load_config
+
+        path = Path(config)
+        if not path.exists():  # a packaged config name
+            path = Path(__file__).resolve().parents[1] / "src" / "cmvae" / "configs" / f"{config}.yaml"
+        params.update(load_config(path).estimator_kwargs())
+    params.update(overrides)
+    return params
+
+
+def plot(out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for f in sorted(out.glob("*.csv")):
+        rows += list(csv.DictReader(f.open()))
+    datasets = sorted({r["data"] for r in rows})
+    metrics = [("nmi", "model's clusters (NMI)"), ("kmeans_mean_nmi", "k-means on its latent (NMI)"),
+               ("modality_share", "z_m variance share: modality"), ("clusters_used", "clusters used")]
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(datasets)),
+                             squeeze=False)
+    names = sorted({r["name"] for r in rows})
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    for i, data in enumerate(datasets):
+        for j, (key, title) in enumerate(metrics):
+            ax = axes[i, j]
+            for name in names:
+                for seed in sorted({r["seed"] for r in rows if r["name"] == name and r["data"] == data}):
+                    sel = [r for r in rows if r["name"] == name and r["data"] == data and r["seed"] == seed and r.get(key)]
+                    if sel:
+                        ax.plot([float(r["minutes"]) for r in sel], [float(r[key]) for r in sel], color=colours[name],
+                                alpha=0.8, label=name if seed == min(r["seed"] for r in sel) else None)
+            ax.set_title(f"{data}: {title}", fontsize=9)
+            ax.set_xlabel("training CPU-minutes")
+            ax.grid(alpha=0.3)
+        axes[i, 0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "clustering_diagnostics.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--data", default="polymnist-small")
+    parser.add_argument("--config", default=None, help="packaged config name or YAML path for the model settings")
+    parser.add_argument("--set", default="{}", help="JSON dict of CMVAE parameters overriding the config")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=os.environ.get("OUT", "diagnostics"))
+    parser.add_argument("--plot", action="store_true", help="only draw the curves of the CSVs in --out")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.plot:
+        print(plot(out))
+        return
+    if not args.name:
+        parser.error("NAME is required unless --plot")
+    torch.set_num_threads(args.threads)
+    params = params_from(args.config, json.loads(args.set))
+    rows = []
+    for seed in args.seeds:
+        rows += run(args.name, args.data, seed, params, out)
+        with (out / f"{args.name}.csv").open("w", newline="") as f:
+            keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("name", "data", "seed", "epoch", "minutes"), k))
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    print(" ".join(sys.argv), file=(out / f"{args.name}.cmd").open("w"))
+
+
+if __name__ == "__main__":
+    main()
