@@ -369,7 +369,7 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         return 0
     if previous is not None:
         _prepend_metrics(previous, metrics_csv)
-    model.save(out / "model")
+    model.save(out / "model", overwrite=True)  # a resumed run replaces its own earlier model
     if metrics_csv.is_file():
         try:
             save_training_curves(metrics_csv, out / "training_curves.png", title=f"{name} training: {out.name}")
@@ -502,7 +502,7 @@ def cmd_select_clusters(args: argparse.Namespace) -> int:
         report["before"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
     if args.apply:
         model.apply_selection(result)
-        model.save(run_dir / "model")
+        model.save(run_dir / "model", overwrite=True)
         if eval_labels is not None:
             report["after"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
     (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -16,9 +16,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +36,15 @@ from .missing import fill_unobserved, masked_mean, observation_mask
 from .nets import build_networks
 from .objectives import Posteriors
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views, views_of
+from .saving import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    read_config,
+    restore_interrupted_replacement,
+    verify_checksums,
+    write_model_folder,
+)
 from .selection import SelectionResult, majority_vote
 from .training import (
     EpochHistory,
@@ -52,12 +58,14 @@ from .training import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 
 
 class NotFittedError(RuntimeError):
     """The estimator was used before ``fit`` (or ``load``)."""
+
+
+class ParameterError(ValueError):
+    """A setting (constructor parameter or method argument) has a wrong type or value; the message names it."""
 
 
 def pick_device(accelerator: str = "auto") -> torch.device:
@@ -604,43 +612,35 @@ class MultimodalEstimator:
         return Vocabulary(schema.vocabulary(modality)).decode_batch(np.asarray(ids))
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` (parameters, data schema, versions) and ``weights.safetensors``.
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``config.json`` (parameters, data schema, versions), ``weights.safetensors`` and
+        ``SHA256SUMS`` (checked by :meth:`load`) into the folder ``path``.
 
-        The folder is written next to ``path`` and moved into place, so an interrupted
-        save never leaves a half-written model behind.
+        The folder is written next to ``path`` and moved into place, so an interrupted save never
+        leaves a half-written model behind. ``save`` never deletes or hides what it did not write:
+        an existing ``path`` that is not a saved model is refused (:class:`ModelFileError`), and a
+        saved model there is replaced only with ``overwrite=True``.
         """
         module, schema = self._fitted()
         if self.encoders is not None:
             log.warning("custom networks are not serialised: pass the same encoders/decoders to load()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            config = {
-                "format_version": FORMAT_VERSION,
-                "cmvae_version": __version__,
-                "torch_version": torch.__version__,
-                "model_type": self.model_type,
-                "params": self.get_params(),
-                "custom_networks": self.encoders is not None,
-                "schema": schema.to_dict(),
-                "history": self.history_,
-            }
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_FILE))
-            if path.exists():
-                backup = path.with_name(f".{path.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                os.replace(path, backup)
-                os.replace(tmp, path)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        config = {
+            "format_version": FORMAT_VERSION,
+            "cmvae_version": __version__,
+            "torch_version": torch.__version__,
+            "model_type": self.model_type,
+            "params": self.get_params(),
+            "custom_networks": self.encoders is not None,
+            "schema": schema.to_dict(),
+            "history": self.history_,
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+        def write(folder: Path) -> None:
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            save_file(state, str(folder / WEIGHTS_FILE))
+
+        return write_model_folder(Path(path), write, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -651,34 +651,108 @@ class MultimodalEstimator:
         decoders: Sequence[nn.Module] | None = None,
         **overrides: Any,
     ) -> "MultimodalEstimator":
-        """Load a model written by :meth:`save`. ``overrides`` change parameters (e.g. ``accelerator``)."""
+        """Load a model written by :meth:`save`. ``overrides`` change parameters (e.g. ``accelerator``).
+
+        The files are checked against the SHA-256 sums recorded at save (models saved before
+        checksums existed are checked for consistency only); a damaged, truncated or edited file
+        raises :class:`ModelFileError` naming it.
+        """
         path = Path(path)
+        restore_interrupted_replacement(path)
         config_file = path / CONFIG_FILE
         if not config_file.exists():
             raise FileNotFoundError(f"no saved model at {path} (missing {CONFIG_FILE})")
-        config = json.loads(config_file.read_text())
-        version = config.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was saved in format {version}; this cmvae ({__version__}) reads format {FORMAT_VERSION}"
-            )
-        klass = cls if cls.model_type == config["model_type"] else _ESTIMATORS.get(config["model_type"])
-        if klass is None:
-            raise ValueError(f"{path} holds an unknown model type {config['model_type']!r}")
+        verify_checksums(path)
+        config = read_config(path)
+        klass = _model_class(cls, config, config_file)
         if config.get("custom_networks") and encoders is None:
             raise ValueError(f"{path} was trained with custom networks: pass encoders= and decoders= to load()")
         unknown = set(overrides) - set(klass._param_names())
         if unknown:
             raise TypeError(f"unknown parameter(s) {sorted(unknown)} for {klass.__name__}")
-        params = {**config["params"], **overrides}
-        model = klass(**params, encoders=encoders, decoders=decoders)
-        model.schema_ = DataSchema.from_dict(config["schema"])
-        model.module_ = model._build_module(model.schema_)
-        state = load_file(str(path / WEIGHTS_FILE))
-        model.module_.load_state_dict(state, strict=True)
+        params = config.get("params")
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{config_file} is damaged: 'params' must be an object")
+        try:
+            model = klass(**{**params, **overrides}, encoders=encoders, decoders=decoders)
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{config_file}: invalid params: {_one_line(err)}") from None
+        model.schema_ = _schema_of(config, config_file)
+        try:
+            model.module_ = model._build_module(model.schema_)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ModelFileError(f"{config_file}: the recorded settings do not build a model: {_one_line(err)}") from None
+        _load_weights(model.module_, path / WEIGHTS_FILE)
         model.module_.eval()
-        model.history_ = config.get("history", {})
+        history = config.get("history", {})
+        model.history_ = history if isinstance(history, dict) else {}
         return model
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (the first 300 characters)."""
+    text = " ".join(str(err).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(err).__name__
+
+
+def _model_class(cls: type[MultimodalEstimator], config: dict[str, Any], file: Path) -> type[MultimodalEstimator]:
+    """The estimator class a ``config.json`` names, after checking its format version."""
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{file}: format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{file.parent} was saved in format {version}; this cmvae ({__version__}) reads format {FORMAT_VERSION}"
+        )
+    model_type = config.get("model_type")
+    klass = cls if cls.model_type == model_type else _ESTIMATORS.get(model_type) if isinstance(model_type, str) else None
+    if klass is None:
+        raise ModelFileError(f"{file.parent} holds an unknown model type {model_type!r} ({file})")
+    return klass
+
+
+def _schema_of(config: dict[str, Any], file: Path) -> DataSchema:
+    """The data schema recorded in ``config.json``, checked for what a hand edit can break."""
+    try:
+        schema = DataSchema.from_dict(config["schema"])
+        for m, spec in enumerate(schema.modalities):
+            dims = tuple(int(d) for d in spec.shape)
+            if not dims or any(d < 1 for d in dims):
+                raise ValueError(f"modality {m}: invalid shape {list(spec.shape)}")
+            standardised = spec.kind == "tabular" and not spec.scale_uint8
+            stats = [spec.mean, spec.std]
+            if standardised and any(s is None or len(s) != dims[0] for s in stats):
+                raise ValueError(f"modality {m}: the standardisation (mean and std, {dims[0]} values each) is missing")
+            if standardised and not all(np.isfinite(v) and v > 0 for v in spec.std):  # type: ignore[union-attr]
+                raise ValueError(f"modality {m}: std values must be positive")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        detail = f"missing key {err}" if isinstance(err, KeyError) else _one_line(err)
+        raise ModelFileError(f"{file} is damaged or was edited: schema: {detail}") from None
+    return schema
+
+
+def _load_weights(module: nn.Module, file: Path) -> None:
+    """Load ``weights.safetensors`` into ``module`` with errors naming the file and what is wrong."""
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing")
+    try:
+        state = load_file(str(file))
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own error type for damaged files
+        raise ModelFileError(f"{file} is damaged or truncated: {_one_line(err)}") from None
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+        parts += [f"{len(wrong)} with another shape (e.g. {wrong[0]}: {list(state[wrong[0]].shape)} vs "
+                  f"{list(expected[wrong[0]].shape)})"] if wrong else []
+        raise ModelFileError(f"{file} does not fit its {CONFIG_FILE}: tensors " + ", ".join(parts))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelFileError(f"{file} is damaged: {len(bad)} tensor(s) hold NaN/inf values (e.g. {bad[0]})")
+    module.load_state_dict(state, strict=True)
 
 
 class CMVAE(MultimodalEstimator):
