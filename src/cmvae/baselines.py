@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .estimator import _ESTIMATORS, CMVAE, MultimodalEstimator, register_estimator
+from .estimator import _ESTIMATORS, CMVAE, MultimodalEstimator, check_int, register_estimator
 from .models.base import MultimodalVAE
 from .models.mmjsd import MMJSDModule
 from .models.mmvae import MMVAEModule
@@ -79,8 +79,7 @@ class BaselineEstimator(MultimodalEstimator):
         beta: float = 2.5,
         **kwargs: Any,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+        check_int("n_clusters", n_clusters, 1)
         self.n_clusters = n_clusters
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, latent_family=latent_family, beta=beta, **kwargs)
 

@@ -68,6 +68,35 @@ class ParameterError(ValueError):
     """A setting (constructor parameter or method argument) has a wrong type or value; the message names it."""
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (bools, floats and strings refused), else :class:`ParameterError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, minimum: float, *, strict: bool = False, hint: str = "") -> float:
+    """``value`` as a finite real number > (``strict``) or >= ``minimum``, else :class:`ParameterError`."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    ok_type = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok_type or not np.isfinite(value) or value < minimum or (strict and value == minimum):
+        raise ParameterError(f"{name} must be " + (hint or f"a finite number {bound}, got {value!r}"))
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else :class:`ParameterError` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def pick_device(accelerator: str = "auto") -> torch.device:
     """CUDA when present and allowed, else CPU. Never assumes a GPU."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -186,25 +215,41 @@ class MultimodalEstimator:
         return {name: getattr(self, name) for name in self._param_names()}
 
     def _check_params(self) -> None:
-        def positive(name: str) -> None:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-        for name in ("shared_dim", "epochs", "batch_size", "lr", "n_samples"):
-            positive(name)
-        scales = [self.likelihood_scale] if isinstance(self.likelihood_scale, (int, float)) else self.likelihood_scale
-        if not all(s > 0 for s in scales):
-            raise ValueError(f"likelihood_scale must be positive (one value or one per modality), got {self.likelihood_scale}")
-        if self.private_dim < 0:
-            raise ValueError(f"private_dim must be >= 0, got {self.private_dim}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.estimator not in ("elbo", "iwae", "dreg"):
-            raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {self.estimator!r}")
-        if self.latent_family not in ("gaussian", "laplace"):
-            raise ValueError(f"latent_family must be 'gaussian' or 'laplace', got {self.latent_family!r}")
+        """Type and range of every setting, with a :class:`ParameterError` naming it."""
+        for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("epochs", 1), ("batch_size", 1),
+                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0)):
+            check_int(name, getattr(self, name), minimum)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0)
+        check_number("lr", self.lr, 0.0, strict=True)
+        check_number("beta", self.beta, 0.0)
+        if self.max_time_minutes is not None:
+            check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True)
+        scales = self.likelihood_scale if _is_list(self.likelihood_scale) else [self.likelihood_scale]
+        if not scales:
+            raise ParameterError("likelihood_scale must be positive (one value or one per modality), got []")
+        for scale in scales:
+            check_number("likelihood_scale", scale, 0.0, strict=True,
+                         hint=f"positive (one value or one per modality), got {self.likelihood_scale!r}")
+        if self.likelihood_weights is not None:
+            if not _is_list(self.likelihood_weights):
+                raise ParameterError(f"likelihood_weights must be a list (one weight per modality), got {self.likelihood_weights!r}")
+            for weight in self.likelihood_weights:
+                check_number("likelihood_weights", weight, 0.0)
+        likelihoods = self.likelihood if _is_list(self.likelihood) else [self.likelihood]
+        for lik in likelihoods:
+            check_choice("likelihood", lik, ("laplace", "gaussian", "bernoulli", "categorical"))
+        check_choice("estimator", self.estimator, ("elbo", "iwae", "dreg"))
+        check_choice("latent_family", self.latent_family, ("gaussian", "laplace"))
+        check_choice("arch", self.arch, ("light", "resnet"))
+        for name in ("accelerator", "strategy"):
+            if not isinstance(getattr(self, name), str):
+                raise ParameterError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("amsgrad", "progress", "low_memory"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if (self.encoders is None) != (self.decoders is None):
-            raise ValueError("pass both encoders and decoders (one per modality), or neither")
+            raise ParameterError("pass both encoders and decoders (one per modality), or neither")
 
     # -- building -----------------------------------------------------------------------
     def _likelihood_names(self, n_modalities: int, kinds: Sequence[str] = ()) -> list[str]:
@@ -287,11 +332,37 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
+        previous = (self.module_, self.schema_, self.history_)
+        try:
+            return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
+                             callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
+        except BaseException:
+            # a failed fit leaves the estimator as it was (not "fitted" with a half-built model)
+            if not resume:
+                self.module_, self.schema_, self.history_ = previous
+            raise
+
+    def _fit(
+        self,
+        views: Sequence[ArrayLike],
+        *,
+        val_views: Sequence[ArrayLike] | None,
+        val_labels: ArrayLike | None,
+        out_dir: str | Path | None,
+        resume: bool,
+        callbacks: Sequence[L.Callback],
+        vocabularies: Sequence[Any] | None,
+        mask: ArrayLike | None,
+        val_mask: ArrayLike | None,
+    ) -> "MultimodalEstimator":
+        """:meth:`fit` (which restores the previous state when this raises)."""
         train, train_mask = self._training_views(views, mask, "views")
         val, val_observed = None, None
         if val_views is not None:
             val, val_observed = self._training_views(val_views, val_mask, "val_views")
-        L.seed_everything(self.seed, workers=True, verbose=False)
+        self._check_fit_settings(int(train[0].shape[0]))
+        seed = self._fit_seed()
+        L.seed_everything(seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
             self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
             self.module_ = self._build_module(self.schema_)
@@ -329,8 +400,9 @@ class MultimodalEstimator:
             last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
             if not last.exists():
                 raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
+            check_checkpoint(last, plan, self.epochs)
             ckpt_path = str(last)
-        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed,
+        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
                                    mask=train_mask)
         val_loader = (
             make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers, mask=val_observed)
@@ -342,6 +414,25 @@ class MultimodalEstimator:
         self.module_.to("cpu").eval()
         self.history_ = history.history
         return self
+
+    def _fit_seed(self) -> int:
+        """``seed``, or with ``seed=None`` a random seed drawn once for this estimator (kept in ``seed_``)."""
+        if self.seed is not None:
+            return int(self.seed)
+        if getattr(self, "seed_", None) is None:
+            self.seed_ = int(np.random.SeedSequence().entropy % (2**31))
+        return self.seed_
+
+    def _check_fit_settings(self, n_samples: int) -> None:
+        """Settings that only fail against the data or the machine, checked before training starts."""
+        n_clusters = getattr(self, "n_clusters", None)
+        if n_clusters is not None and n_clusters > n_samples:
+            raise DataValidationError(
+                f"n_clusters={n_clusters} exceeds the {n_samples} training samples: use at most {n_samples} clusters "
+                "or more data"
+            )
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"accelerator={self.accelerator!r} but no CUDA GPU is available: use 'cpu' or 'auto'")
 
     def _training_views(
         self, views: Any, mask: ArrayLike | None, name: str
@@ -479,13 +570,25 @@ class MultimodalEstimator:
         return masked_mean(post.z_loc, observed).numpy()
 
     # -- generation -------------------------------------------------------------------------
+    def _sampling_args(self, n: Any, cluster: Any, seed: Any) -> tuple[int, int | None]:
+        """Checked ``n``, ``cluster`` and ``seed`` of :meth:`sample` (ParameterError naming the argument)."""
+        n = check_int("n", n, 1)
+        if seed is not None:
+            check_int("seed", seed, 0)
+        if cluster is None:
+            return n, None
+        cluster = check_int("cluster", cluster, 0)
+        n_clusters = getattr(self, "n_clusters", None)
+        if n_clusters is not None and cluster >= n_clusters:
+            raise ParameterError(f"cluster must be a cluster id in 0..{n_clusters - 1}, got {cluster}")
+        return n, cluster
+
     @torch.no_grad()
     def sample_latents(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> np.ndarray:
         """Shared latents ``[n, shared_dim]`` drawn from the prior p(z) (CMVAE: c ~ pi, z ~ p(z|c);
         ``cluster`` fixes c). :meth:`sample` decodes exactly these draws."""
         module, _ = self._fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n, cluster = self._sampling_args(n, cluster, seed)
         with _seeded(seed):
             return module.sample_prior_z(n, cluster).cpu().numpy()
 
@@ -496,8 +599,7 @@ class MultimodalEstimator:
         Returns M arrays ``[n, *shape_m]`` (images in [0, 1]; tabular data in its original units).
         """
         module, schema = self._fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n, cluster = self._sampling_args(n, cluster, seed)
         module.eval()
         with _seeded(seed):
             z = module.sample_prior_z(n, cluster)
@@ -574,14 +676,10 @@ class MultimodalEstimator:
         n_mod = schema.n_modalities
         if targets is None:
             targets = [m for m, x in enumerate(checked) if x is None] or list(range(n_mod))
-        targets = [int(t) for t in targets]
-        if not targets:
-            raise ValueError("targets is empty: name at least one modality to generate")
-        bad = [t for t in targets if not 0 <= t < n_mod]
-        if bad:
-            raise ValueError(f"targets {bad} out of range: modalities are 0..{n_mod - 1}")
-        if len(set(targets)) != len(targets):
-            raise ValueError(f"targets {targets} repeat a modality")
+        targets = _checked_targets(targets, n_mod)
+        if seed is not None:
+            check_int("seed", seed, 0)
+        check_int("batch_size", batch_size, 1)
         device = pick_device(self.accelerator)
         module.to(device).eval()
         n = next(int(t.shape[0]) for t in checked if t is not None)
@@ -779,12 +877,13 @@ class CMVAE(MultimodalEstimator):
         cluster_init_epoch: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-        if cluster_init not in ("kmeans", "random"):
-            raise ValueError(f"cluster_init must be 'kmeans' or 'random', got {cluster_init!r}")
-        if cluster_init_epoch is not None and cluster_init_epoch < 0:
-            raise ValueError(f"cluster_init_epoch must be >= 0, got {cluster_init_epoch}")
+        check_int("n_clusters", n_clusters, 1)
+        check_choice("cluster_init", cluster_init, ("kmeans", "random"))
+        if cluster_init_epoch is not None:
+            check_int("cluster_init_epoch", cluster_init_epoch, 0)
+        check_number("prior_mean_init_std", prior_mean_init_std, 0.0)
+        if not isinstance(learn_prior_scales, (bool, np.bool_)):
+            raise ParameterError(f"learn_prior_scales must be True or False, got {learn_prior_scales!r}")
         self.n_clusters = n_clusters
         self.learn_prior_scales = learn_prior_scales
         self.prior_mean_init_std = prior_mean_init_std
@@ -802,7 +901,7 @@ class CMVAE(MultimodalEstimator):
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self.seed, mask)]
+            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self._fit_seed(), mask)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:
@@ -937,6 +1036,49 @@ def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstim
     """Make ``load`` find a model type (used by the baselines)."""
     _ESTIMATORS[klass.model_type] = klass
     return klass
+
+
+def check_checkpoint(path: Path, plan: L.LightningModule, epochs: int) -> None:
+    """Before resuming: ``path`` must be a readable Lightning checkpoint whose weights fit ``plan`` and
+    that has trained fewer than ``epochs`` epochs (:class:`ModelFileError` / :class:`ParameterError`)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as err:  # noqa: BLE001 -- torch raises many types for a damaged zip/pickle
+        raise ModelFileError(f"{path} is damaged or truncated: {_one_line(err)}") from None
+    expected = plan.state_dict()
+    wrong = [k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)]
+    extra = [k for k in state if k not in expected]
+    if wrong or extra:
+        key = (wrong or extra)[0]
+        got = list(state[key].shape) if key in state else "absent"
+        want = list(expected[key].shape) if key in expected else "absent"
+        raise ParameterError(
+            f"{path} does not fit the model built from these settings ({len(wrong) + len(extra)} tensors differ, "
+            f"e.g. {key}: checkpoint {got}, model {want}): resume with the settings the run was started with"
+        )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if epochs < done:
+        raise ParameterError(f"epochs={epochs} is below the {done} epochs already trained in {path}: pass epochs >= {done}")
+
+
+def _checked_targets(targets: Any, n_modalities: int) -> list[int]:
+    """``targets`` of :meth:`~MultimodalEstimator.generate` as distinct modality ids (ParameterError otherwise)."""
+    if not isinstance(targets, (list, tuple, np.ndarray, range)):
+        raise ParameterError(f"targets must be a list of modality ids (e.g. [1]), got {targets!r}")
+    ids = []
+    for t in targets:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise ParameterError(f"targets must be integer modality ids, got {t!r} in {list(targets)!r}")
+        ids.append(int(t))
+    if not ids:
+        raise ParameterError("targets is empty: name at least one modality to generate")
+    bad = [t for t in ids if not 0 <= t < n_modalities]
+    if bad:
+        raise ParameterError(f"targets {bad} out of range: modalities are 0..{n_modalities - 1}")
+    if len(set(ids)) != len(ids):
+        raise ParameterError(f"targets {ids} repeat a modality")
+    return ids
 
 
 def _has_none(views: Any) -> bool:
