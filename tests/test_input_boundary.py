@@ -243,3 +243,14 @@ def test_generate_and_sample_arguments_are_correct_or_one_clear_error(fitted, ta
         one_clear_line(err, "n ", "n must", "cluster", "seed")
     else:
         assert [s.shape for s in samples] == [(n, 3), (n, 2)]
+
+
+def test_apply_selection_refuses_a_result_of_another_model(fitted):
+    other = CMVAE(**{**TINY, "seed": 1}).fit(tiny_views(seed=1))
+    result = other.select_clusters(tiny_views(seed=1))
+    with pytest.raises(ParameterError) as err:
+        fitted.apply_selection(result)
+    one_clear_line(err.value, "another model")
+    assert other.apply_selection(result) is other  # its own result applies
+    with pytest.raises(ParameterError, match="SelectionResult"):
+        fitted.apply_selection({"kept": [0]})

@@ -58,6 +58,8 @@ from .training import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: Lightning's accelerator names (``gpu`` and ``cuda`` need CUDA).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
 class NotFittedError(RuntimeError):
@@ -242,7 +244,8 @@ class MultimodalEstimator:
         check_choice("estimator", self.estimator, ("elbo", "iwae", "dreg"))
         check_choice("latent_family", self.latent_family, ("gaussian", "laplace"))
         check_choice("arch", self.arch, ("light", "resnet"))
-        for name in ("accelerator", "strategy"):
+        check_choice("accelerator", self.accelerator, ACCELERATORS)
+        for name in ("strategy",):
             if not isinstance(getattr(self, name), str):
                 raise ParameterError(f"{name} must be a string, got {getattr(self, name)!r}")
         for name in ("amsgrad", "progress", "low_memory"):
@@ -256,12 +259,12 @@ class MultimodalEstimator:
         """One likelihood per modality; text modalities (``kinds``) take "categorical" when one name is given."""
         names = [self.likelihood] * n_modalities if isinstance(self.likelihood, str) else list(self.likelihood)
         if len(names) != n_modalities:
-            raise ValueError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
+            raise ParameterError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
         for m, kind in enumerate(kinds):
             if kind == "text" and isinstance(self.likelihood, str):
                 names[m] = "categorical"
             elif (kind == "text") != (names[m] == "categorical"):
-                raise ValueError(
+                raise ParameterError(
                     f"modality {m} is {kind} but its likelihood is {names[m]!r}: the categorical likelihood is for "
                     "text modalities (token ids declared with fit(..., vocabularies=...)) and only for them"
                 )
@@ -274,13 +277,15 @@ class MultimodalEstimator:
         scales = self.likelihood_scale
         scales = [scales] * n if isinstance(scales, (int, float)) else list(scales)
         if len(scales) != n:
-            raise ValueError(f"likelihood_scale lists {len(scales)} entries for {n} modalities")
+            raise ParameterError(f"likelihood_scale lists {len(scales)} entries for {n} modalities")
+        if self.likelihood_weights is not None and len(self.likelihood_weights) != n:
+            raise ParameterError(f"likelihood_weights lists {len(self.likelihood_weights)} entries for {n} modalities")
         return [make_likelihood(name, scale) for name, scale in zip(names, scales)]
 
     def _networks(self, schema: DataSchema) -> tuple[list[nn.Module], list[nn.Module]]:
         if self.encoders is not None and self.decoders is not None:
             if len(self.encoders) != schema.n_modalities or len(self.decoders) != schema.n_modalities:
-                raise ValueError(
+                raise ParameterError(
                     f"got {len(self.encoders)} encoders and {len(self.decoders)} decoders for "
                     f"{schema.n_modalities} modalities"
                 )
@@ -379,6 +384,13 @@ class MultimodalEstimator:
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
         )
+        ckpt_path = None
+        if resume:  # checked before anything (trainer, logger) touches out_dir
+            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
+            if not last.exists():
+                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
+            check_checkpoint(last, plan, self.epochs)
+            ckpt_path = str(last)
         sanity_check(plan, train, self.batch_size, train_mask)
         history = EpochHistory()
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
@@ -395,13 +407,6 @@ class MultimodalEstimator:
             max_time_minutes=self.max_time_minutes,
             extra_callbacks=extra,
         )
-        ckpt_path = None
-        if resume:
-            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
-            if not last.exists():
-                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
-            check_checkpoint(last, plan, self.epochs)
-            ckpt_path = str(last)
         train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
                                    mask=train_mask)
         val_loader = (
@@ -985,7 +990,7 @@ class CMVAE(MultimodalEstimator):
         labels_arr = check_labels(labels, n) if labels is not None else None
         with torch.no_grad():
             log_pi = module.prior.log_weights().detach().cpu()  # type: ignore[union-attr]
-        return select_clusters(
+        result = select_clusters(
             log_lik,
             log_pi,
             criterion=criterion,  # type: ignore[arg-type]
@@ -996,10 +1001,31 @@ class CMVAE(MultimodalEstimator):
             eval_labels=eval_labels,
             progress=progress,
         )
+        result.model_fingerprint = self._prior_fingerprint()
+        return result
+
+    def _prior_fingerprint(self) -> str:
+        """SHA-256 of the cluster prior's means and scales (unchanged by pruning): identifies this model."""
+        import hashlib
+
+        module, _ = self._fitted()
+        prior = module.prior  # type: ignore[union-attr]
+        digest = hashlib.sha256()
+        for t in (prior.means, prior.scales):
+            digest.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def apply_selection(self, result: "SelectionResult") -> "CMVAE":
-        """Keep only ``result.kept`` clusters: their pi is renormalised, the others get exactly 0."""
+        """Keep only ``result.kept`` clusters: their pi is renormalised, the others get exactly 0.
+        ``result`` must come from this model's :meth:`select_clusters`."""
         module, _ = self._fitted()
+        if not isinstance(result, SelectionResult):
+            raise ParameterError(f"apply_selection expects the SelectionResult of select_clusters, got {type(result).__name__}")
+        if result.model_fingerprint is not None and result.model_fingerprint != self._prior_fingerprint():
+            raise ParameterError(
+                "apply_selection: this SelectionResult was computed on another model (its cluster prior differs): "
+                "run select_clusters on this model"
+            )
         bad = [c for c in result.kept if not 0 <= c < self.n_clusters]
         if bad or not result.kept:
             raise ValueError(f"selection keeps invalid cluster ids {bad or result.kept} for {self.n_clusters} clusters")
