@@ -202,3 +202,17 @@ def test_any_config_value_trains_or_exits_2_with_one_line(trained, capsys, key, 
         assert_one_line_error(err, name)
         assert not (folder / "run").exists()
     shutil.rmtree(folder)
+
+
+def test_metrics_survive_a_resume_killed_after_the_logger_restarted_the_file(trained, tmp_path):
+    """Lightning deletes metrics.csv when a resumed fit starts; a kill -9 then must not lose the old rows."""
+    metrics = copy_run(trained, tmp_path) / "logs" / "metrics.csv"
+    fields, rows = cli._read_csv(metrics)
+    cli._keep_metrics_before_resume(metrics)          # resume 1 starts ...
+    cli._write_csv(metrics, fields, [{**rows[-1], "epoch": "2"}])  # ... the logger restarts the file, kill -9
+    previous = cli._keep_metrics_before_resume(metrics)  # resume 2
+    cli._write_csv(metrics, fields, [{**rows[-1], "epoch": "3"}])
+    cli._restore_metrics(previous, metrics)           # resume 2 finishes
+    epochs = [row["epoch"] for row in cli._read_csv(metrics)[1]]
+    assert epochs == [row["epoch"] for row in rows] + ["2", "3"]
+    assert not cli._metrics_backup(metrics).exists()

@@ -310,21 +310,54 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def _prepend_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
-    """Put the rows logged before a resume back in front of ``path`` (Lightning's CSV logger drops them)."""
+def _row_key(row: dict[str, str]) -> tuple:
+    return tuple(sorted((k, v) for k, v in row.items() if k is not None and v not in ("", None)))
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` to ``path`` atomically (a temporary file moved into place)."""
     import csv
 
-    old_fields, old_rows = previous
-    new_fields, new_rows = _read_csv(path) if path.is_file() else ([], [])
-    if old_rows and new_rows[: len(old_rows)] == old_rows:
-        return  # the file still holds them (the logger never restarted it)
-    fields = list(dict.fromkeys(old_fields + new_fields))
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(old_rows + new_rows)
+        writer.writerows(rows)
     tmp.replace(path)
+
+
+def _merge_rows(
+    first: tuple[list[str], list[dict[str, str]]], second: tuple[list[str], list[dict[str, str]]]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The rows of ``first`` then those of ``second`` not already in ``first`` (fields: the union)."""
+    seen = {_row_key(r) for r in first[1]}
+    rows = first[1] + [r for r in second[1] if _row_key(r) not in seen]
+    return list(dict.fromkeys(first[0] + second[0])), rows
+
+
+def _metrics_backup(metrics_csv: Path) -> Path:
+    return metrics_csv.with_name(".metrics.before-resume.csv")
+
+
+def _keep_metrics_before_resume(metrics_csv: Path) -> tuple[list[str], list[dict[str, str]]] | None:
+    """Lightning's CSV logger deletes metrics.csv when a resumed fit starts: copy its rows to a backup
+    first, so that a kill -9 during the resume loses none. A backup left by a killed resume is merged in."""
+    backup = _metrics_backup(metrics_csv)
+    current = _read_csv(metrics_csv) if metrics_csv.is_file() else None
+    earlier = _read_csv(backup) if backup.is_file() else None
+    if current is None and earlier is None:
+        return None
+    previous = _merge_rows(earlier, current) if earlier and current else (earlier or current)
+    assert previous is not None
+    _write_csv(backup, *previous)
+    return previous
+
+
+def _restore_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
+    """Put the rows logged before a resume back in front of ``path``; then drop the backup."""
+    current = _read_csv(path) if path.is_file() else ([], [])
+    _write_csv(path, *_merge_rows(previous, current))
+    _metrics_backup(path).unlink(missing_ok=True)
 
 
 def _check_resume_config(cfg, out: Path) -> None:
@@ -426,7 +459,7 @@ def _train_run(cfg, out: Path, *, resume: bool, console) -> int:
         f"on accelerator={t.accelerator}, devices={t.devices} -> {out}"
     )
     metrics_csv = out / "logs" / "metrics.csv"
-    previous = _read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
+    previous = _keep_metrics_before_resume(metrics_csv) if resume and _is_rank_zero() else None
     with warnings.catch_warnings():
         # On resume Lightning's CSV logger drops the old rows; they are put back below.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
@@ -439,7 +472,7 @@ def _train_run(cfg, out: Path, *, resume: bool, console) -> int:
             return 130
         finally:
             if previous is not None and _is_rank_zero():
-                _prepend_metrics(previous, metrics_csv)  # the rows logged before the resume are never lost
+                _restore_metrics(previous, metrics_csv)  # the rows logged before the resume are never lost
     if not _is_rank_zero():  # extra DDP processes: rank 0 saves and evaluates
         return 0
     model.save(out / "model", overwrite=True)  # a resumed run replaces its own earlier model

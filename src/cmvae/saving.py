@@ -59,7 +59,7 @@ def is_saved_model(path: Path) -> bool:
     if not path.is_dir() or path.is_symlink():
         return False
     names = {p.name for p in path.iterdir()}
-    if CONFIG_FILE not in names or not names <= set(MODEL_FILES):
+    if CONFIG_FILE not in names or not names <= {*MODEL_FILES, _PARTIAL_MARKER}:
         return False
     try:
         config = json.loads((path / CONFIG_FILE).read_text())
@@ -145,12 +145,13 @@ def write_model_folder(path: Path, write: Callable[[Path], None], *, overwrite: 
         (tmp / _PARTIAL_MARKER).write_text(str(os.getpid()))
         write(tmp)
         write_checksums(tmp)
-        (tmp / _PARTIAL_MARKER).unlink()
         _fsync_folder(tmp)
         if replace:
             _swap_in(tmp, path)
         else:
             os.replace(tmp, path)
+        # the marker travels with the move (a kill just before it must leave a recognisable folder)
+        (path / _PARTIAL_MARKER).unlink(missing_ok=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
