@@ -356,7 +356,9 @@ def _keep_metrics_before_resume(metrics_csv: Path) -> tuple[list[str], list[dict
 def _restore_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
     """Put the rows logged before a resume back in front of ``path``; then drop the backup."""
     current = _read_csv(path) if path.is_file() else ([], [])
-    _write_csv(path, *_merge_rows(previous, current))
+    merged = _merge_rows(previous, current)
+    if merged[1] != current[1]:  # the logger restarted the file (a resume that got to train)
+        _write_csv(path, *merged)
     _metrics_backup(path).unlink(missing_ok=True)
 
 
