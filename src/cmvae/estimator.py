@@ -341,10 +341,10 @@ class MultimodalEstimator:
         try:
             return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
                              callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
-        except BaseException:
-            # a failed fit leaves the estimator as it was (not "fitted" with a half-built model)
-            if not resume:
-                self.module_, self.schema_, self.history_ = previous
+        except Exception:
+            # a failed fit leaves the estimator as it was (not "fitted" with a half-built model);
+            # an interrupted one (Ctrl-C) keeps what it trained
+            self.module_, self.schema_, self.history_ = previous
             raise
 
     def _fit(
