@@ -216,3 +216,25 @@ def test_metrics_survive_a_resume_killed_after_the_logger_restarted_the_file(tra
     epochs = [row["epoch"] for row in cli._read_csv(metrics)[1]]
     assert epochs == [row["epoch"] for row in rows] + ["2", "3"]
     assert not cli._metrics_backup(metrics).exists()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from(["float64", "float16", "int64", "uint8", "bool", "complex64", "U3", "object"]),
+       shape=st.sampled_from([(24, 3), (24,), (24, 1, 2, 2), (24, 0), (20, 3)]))
+def test_any_npz_data_trains_or_exits_2_with_one_line(trained, capsys, dtype, shape):
+    folder = Path(__import__("tempfile").mkdtemp(dir=trained))
+    x = np.random.default_rng(0).normal(size=shape)
+    x = x > 0 if dtype == "bool" else x.astype(dtype)
+    np.savez(folder / "tiny.npz", view0=x, view1=np.zeros((24, 2), np.float32))
+    config = write_config(folder)
+    capsys.readouterr()
+    code = cli.main(["train", "--config", str(config), "--out", str(folder / "run")])
+    err = capsys.readouterr().err
+    if code == 0:
+        assert dtype in ("float64", "float16", "int64", "uint8") and shape[0] == 24 and 0 not in shape
+    else:
+        assert code == 2, err
+        assert_one_line_error(err)
+        assert any(word in err for word in ("view", "modality", "tiny.npz")), err
+        assert not (folder / "run").exists()
+    shutil.rmtree(folder)

@@ -223,8 +223,9 @@ def _as_tensor(x: Any, label: str) -> torch.Tensor:
         arr = np.asarray(x)
     except (ValueError, TypeError) as err:  # ragged nested lists
         raise DataValidationError(f"{label} is not a rectangular numeric array ({' '.join(str(err).split())[:120]})") from None
-    if arr.dtype.kind not in "biuf":
-        what = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time deltas", "c": "complex numbers"}
+    if arr.dtype.kind not in "iuf":
+        what = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time deltas",
+                "c": "complex numbers", "b": "booleans"}
         raise DataValidationError(
             f"{label} holds {what.get(arr.dtype.kind, arr.dtype.name)} (dtype {arr.dtype}); expected numbers "
             "(floats, integers, or uint8 images); encode text as token ids with fit(..., vocabularies=...)"
