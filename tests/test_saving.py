@@ -75,6 +75,13 @@ def test_save_refuses_an_existing_file(fitted, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_save_under_a_file_is_refused(fitted, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(ModelFileError, match="notes.txt is a file"):
+        fitted.save(tmp_path / "notes.txt" / "model")
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
 def test_failure_between_the_renames_keeps_the_previous_model(fitted, saved, tmp_path, monkeypatch):
     path = copy_model(saved, tmp_path)
     before = (path / WEIGHTS_FILE).read_bytes()

@@ -136,6 +136,9 @@ def write_model_folder(path: Path, write: Callable[[Path], None], *, overwrite: 
     for what is refused and what is guaranteed.
     """
     path = Path(path)
+    blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ModelFileError(f"cannot save to {path}: {blocking} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     restore_interrupted_replacement(path)
     replace = check_save_target(path, overwrite)
