@@ -128,9 +128,13 @@ def test_top_level_must_be_a_mapping(tmp_path):
         load_config(write_yaml(tmp_path / "list.yaml", "- 1\n- 2\n"))
 
 
-def test_empty_file_gives_defaults(tmp_path):
-    cfg = load_config(write_yaml(tmp_path / "empty.yaml", ""))
-    assert cfg == RunConfig()
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_empty_file_is_an_error_not_all_defaults(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="empty.yaml is empty"):
+        load_config(path)
+    assert config_from_dict({}) == RunConfig()  # an explicit empty mapping still means the defaults
 
 
 def test_arrays_needs_an_existing_path(tmp_path):

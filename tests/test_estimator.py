@@ -11,7 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from cmvae import CMVAE, DataValidationError, NotFittedError
+from cmvae import CMVAE, DataValidationError, ModelFileError, NotFittedError
+from cmvae.saving import write_checksums
 from cmvae.selection import combined_evidence, majority_vote
 
 N = 300
@@ -133,12 +134,18 @@ def test_save_load_round_trip(fitted, data, tmp_path):
     np.testing.assert_array_equal(loaded.transform(views), fitted.transform(views))
     np.testing.assert_array_equal(loaded.predict_proba(views), fitted.predict_proba(views))
     np.testing.assert_array_equal(loaded.cluster_weights_, fitted.cluster_weights_)
-    # saving over an existing folder replaces it and leaves no temporary folders behind
-    (path / "stale.txt").write_text("from an older save")
-    fitted.save(path)
+    # saving over a saved model needs overwrite=True and leaves no temporary folders behind
+    with pytest.raises(ModelFileError, match="overwrite=True"):
+        fitted.save(path)
+    fitted.save(path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["SHA256SUMS", "config.json", "weights.safetensors"]
     np.testing.assert_array_equal(CMVAE.load(path).predict(views), fitted.predict(views))
+    # a file the user put into the folder makes it something save did not write: never replaced
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(ModelFileError, match="not a saved cmvae model"):
+        fitted.save(path, overwrite=True)
+    assert (path / "notes.txt").read_text() == "mine"
 
 
 def test_load_missing_path_raises(tmp_path):
@@ -152,6 +159,7 @@ def test_load_wrong_format_version_raises(fitted, tmp_path):
     config = json.loads((path / "config.json").read_text())
     config["format_version"] = 999
     (path / "config.json").write_text(json.dumps(config))
+    write_checksums(path)  # as a future cmvae would have saved it
     with pytest.raises(ValueError, match="format 999"):
         CMVAE.load(path)
 

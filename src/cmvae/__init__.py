@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .estimator import CMVAE, MultimodalEstimator, NotFittedError  # noqa: E402
+from .estimator import CMVAE, MultimodalEstimator, NotFittedError, ParameterError  # noqa: E402
+from .saving import ModelFileError  # noqa: E402
 from .baselines import MMJSD, MMVAE, MVAE, MVTCAE, MMVAEPlus, MoPoE, make_estimator  # noqa: E402
 from .schema import DataValidationError  # noqa: E402
 from .clustering_baselines import CMC, DeepCluster, VaDE  # noqa: E402
@@ -17,9 +18,11 @@ __all__ = [
     "MMVAEPlus",
     "MVAE",
     "MVTCAE",
+    "ModelFileError",
     "MoPoE",
     "MultimodalEstimator",
     "NotFittedError",
+    "ParameterError",
     "VaDE",
     "__version__",
     "make_estimator",

@@ -37,7 +37,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .estimator import _ESTIMATORS, CMVAE, MultimodalEstimator, register_estimator
+from .estimator import (
+    _ESTIMATORS,
+    CMVAE,
+    MultimodalEstimator,
+    ParameterError,
+    check_int,
+    check_number,
+    register_estimator,
+)
 from .models.base import MultimodalVAE
 from .models.mmjsd import MMJSDModule
 from .models.mmvae import MMVAEModule
@@ -79,8 +87,7 @@ class BaselineEstimator(MultimodalEstimator):
         beta: float = 2.5,
         **kwargs: Any,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+        check_int("n_clusters", n_clusters, 1)
         self.n_clusters = n_clusters
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, latent_family=latent_family, beta=beta, **kwargs)
 
@@ -153,8 +160,7 @@ class MVAE(BaselineEstimator):
 
     def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, beta: float = 1.0, subsampled_subsets: int = 0,
                  **kwargs: Any) -> None:
-        if subsampled_subsets < 0:
-            raise ValueError(f"subsampled_subsets must be >= 0, got {subsampled_subsets}")
+        check_int("subsampled_subsets", subsampled_subsets, 0)
         self.subsampled_subsets = subsampled_subsets
         super().__init__(n_clusters, shared_dim, beta=beta, **kwargs)
 
@@ -212,8 +218,8 @@ class MVTCAE(BaselineEstimator):
     module_class = MVTCAEModule
 
     def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, alpha: float = 0.1, **kwargs: Any) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if check_number("alpha", alpha, 0.0) > 1.0:
+            raise ParameterError(f"alpha must be in [0, 1], got {alpha}")
         self.alpha = alpha
         super().__init__(n_clusters, shared_dim, **kwargs)
 

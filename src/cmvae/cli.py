@@ -284,6 +284,8 @@ def cmd_data_cubicc(args: argparse.Namespace) -> int:
 def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise CLIError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a run folder: choose a folder path")
     if resume:
         if not (out / "checkpoints" / "last.ckpt").is_file():
             raise CLIError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last.ckpt'}")
@@ -308,31 +310,132 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def _prepend_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
-    """Put the rows logged before a resume back in front of ``path`` (Lightning's CSV logger drops them)."""
+def _row_key(row: dict[str, str]) -> tuple:
+    return tuple(sorted((k, v) for k, v in row.items() if k is not None and v not in ("", None)))
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` to ``path`` atomically (a temporary file moved into place)."""
     import csv
 
-    old_fields, old_rows = previous
-    new_fields, new_rows = _read_csv(path) if path.is_file() else ([], [])
-    fields = list(dict.fromkeys(old_fields + new_fields))
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(old_rows + new_rows)
+        writer.writerows(rows)
     tmp.replace(path)
 
 
+def _merge_rows(
+    first: tuple[list[str], list[dict[str, str]]], second: tuple[list[str], list[dict[str, str]]]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The rows of ``first`` then those of ``second`` not already in ``first`` (fields: the union)."""
+    seen = {_row_key(r) for r in first[1]}
+    rows = first[1] + [r for r in second[1] if _row_key(r) not in seen]
+    return list(dict.fromkeys(first[0] + second[0])), rows
+
+
+def _metrics_backup(metrics_csv: Path) -> Path:
+    return metrics_csv.with_name(".metrics.before-resume.csv")
+
+
+def _keep_metrics_before_resume(metrics_csv: Path) -> tuple[list[str], list[dict[str, str]]] | None:
+    """Lightning's CSV logger deletes metrics.csv when a resumed fit starts: copy its rows to a backup
+    first, so that a kill -9 during the resume loses none. A backup left by a killed resume is merged in."""
+    backup = _metrics_backup(metrics_csv)
+    current = _read_csv(metrics_csv) if metrics_csv.is_file() else None
+    earlier = _read_csv(backup) if backup.is_file() else None
+    if current is None and earlier is None:
+        return None
+    previous = _merge_rows(earlier, current) if earlier and current else (earlier or current)
+    assert previous is not None
+    _write_csv(backup, *previous)
+    return previous
+
+
+def _restore_metrics(previous: tuple[list[str], list[dict[str, str]]], path: Path) -> None:
+    """Put the rows logged before a resume back in front of ``path``; then drop the backup."""
+    current = _read_csv(path) if path.is_file() else ([], [])
+    merged = _merge_rows(previous, current)
+    if merged[1] != current[1]:  # the logger restarted the file (a resume that got to train)
+        _write_csv(path, *merged)
+    _metrics_backup(path).unlink(missing_ok=True)
+
+
+def _check_resume_config(cfg, out: Path) -> None:
+    """``--resume`` may change training settings only: the model and data sections must be the run's."""
+    from .config import load_config
+
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return  # nothing to compare with: the checkpoint check in fit still guards the weights
+    saved = load_config(saved_path).model_dump(mode="json")
+    new = cfg.model_dump(mode="json")
+    changed = [f"{section}.{key}: {saved[section].get(key)!r} -> {new[section].get(key)!r}"
+               for section in ("model", "data") for key in sorted(set(saved[section]) | set(new[section]))
+               if saved[section].get(key) != new[section].get(key)]
+    if changed:
+        raise CLIError(
+            f"--resume with a config whose model/data differ from {saved_path} ({'; '.join(changed[:3])}"
+            f"{' ...' if len(changed) > 3 else ''}): resume with the run's own config (omit --config), or start "
+            "a new run in another --out"
+        )
+
+
+def _config_writer(cfg, path: Path):
+    """A Lightning callback writing the run's config.yaml once training starts (after every check passed)."""
+    import lightning as L
+
+    from .config import dump_config
+
+    class WriteConfig(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            if trainer.is_global_zero:
+                dump_config(cfg, path)
+
+    return WriteConfig()
+
+
+def _remove_failed_run(out: Path, created: bool) -> None:
+    """A fresh run that failed before its first checkpoint: remove what it wrote (nothing else was there)."""
+    if (out / "checkpoints" / "last.ckpt").exists():
+        return  # resumable: keep it
+    for name in ("config.yaml", "logs", "checkpoints"):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            target.unlink()
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, console=None) -> int:
-    """Fit, save, plot and evaluate a run described by ``cfg`` into ``out``."""
+    """Fit, save, plot and evaluate a run described by ``cfg`` into ``out``.
+
+    ``resume`` changes nothing in ``out`` before the config and the checkpoint are checked to fit;
+    a fresh run that fails before its first checkpoint leaves no files behind (rerun without --overwrite).
+    """
+    console = console or _console()
+    if resume and _is_rank_zero():
+        _check_resume_config(cfg, out)
+    created = not out.exists()
+    if _is_rank_zero():  # extra DDP processes re-run this command: only rank 0 touches the folder
+        _prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    try:
+        return _train_run(cfg, out, resume=resume, console=console)
+    except BaseException as err:
+        if not resume and _is_rank_zero() and not isinstance(err, KeyboardInterrupt):
+            _remove_failed_run(out, created)
+        raise
+
+
+def _train_run(cfg, out: Path, *, resume: bool, console) -> int:
     from .baselines import make_estimator
     from .config import dump_config, load_data
     from .plots import save_training_curves
 
-    console = console or _console()
     start = time.monotonic()
-    if _is_rank_zero():  # extra DDP processes re-run this command: only rank 0 touches the folder
-        _prepare_run_dir(out, resume=resume, overwrite=overwrite)
     data = load_data(cfg.data)
     n_train = data.train_views[0].shape[0]
     console.print(
@@ -340,9 +443,13 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         f"{len(data.train_views)} modalities"
         + (f", {data.test_views[0].shape[0]} test samples" if data.test_views is not None else "")
     )
-    if _is_rank_zero():
-        dump_config(cfg, out / "config.yaml")
     model = make_estimator(cfg)
+    callbacks = []
+    if _is_rank_zero():
+        if resume:  # written once fit has checked the checkpoint against this config
+            callbacks.append(_config_writer(cfg, out / "config.yaml"))
+        else:
+            dump_config(cfg, out / "config.yaml")
     name = type(model).__name__
     val_views = val_labels = None
     if data.test_views is not None and data.test_labels is not None:
@@ -354,22 +461,23 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         f"on accelerator={t.accelerator}, devices={t.devices} -> {out}"
     )
     metrics_csv = out / "logs" / "metrics.csv"
-    previous = _read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
+    previous = _keep_metrics_before_resume(metrics_csv) if resume and _is_rank_zero() else None
     with warnings.catch_warnings():
         # On resume Lightning's CSV logger drops the old rows; they are put back below.
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         try:
             model.fit(data.train_views, val_views=val_views, val_labels=val_labels, out_dir=out, resume=resume,
-                      vocabularies=data.vocabularies)
+                      vocabularies=data.vocabularies, callbacks=callbacks)
         except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
             print(f"training interrupted; rerun the same command with --resume to continue from "
                   f"{out / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
             return 130
+        finally:
+            if previous is not None and _is_rank_zero():
+                _restore_metrics(previous, metrics_csv)  # the rows logged before the resume are never lost
     if not _is_rank_zero():  # extra DDP processes: rank 0 saves and evaluates
         return 0
-    if previous is not None:
-        _prepend_metrics(previous, metrics_csv)
-    model.save(out / "model")
+    model.save(out / "model", overwrite=True)  # a resumed run replaces its own earlier model
     if metrics_csv.is_file():
         try:
             save_training_curves(metrics_csv, out / "training_curves.png", title=f"{name} training: {out.name}")
@@ -502,7 +610,7 @@ def cmd_select_clusters(args: argparse.Namespace) -> int:
         report["before"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
     if args.apply:
         model.apply_selection(result)
-        model.save(run_dir / "model")
+        model.save(run_dir / "model", overwrite=True)
         if eval_labels is not None:
             report["after"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
     (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -811,10 +919,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data import DataSourceError
-    from .estimator import NotFittedError
+    from .estimator import NotFittedError, ParameterError
+    from .saving import ModelFileError
     from .schema import DataValidationError
+    from .training import NonFiniteLossError  # diverging training: the message names the likely settings
 
-    return (CLIError, ConfigError, FileNotFoundError, DataSourceError, DataValidationError, NotFittedError)
+    return (CLIError, ConfigError, FileNotFoundError, DataSourceError, DataValidationError, NotFittedError,
+            ParameterError, ModelFileError, NonFiniteLossError)
 
 
 def _one_line(err: BaseException) -> str:

@@ -31,7 +31,15 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .estimator import CMVAE, NotFittedError, pick_device, refuse_partial_training, register_estimator
+from .estimator import (
+    CMVAE,
+    NotFittedError,
+    check_int,
+    check_number,
+    pick_device,
+    refuse_partial_training,
+    register_estimator,
+)
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
 from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
@@ -178,9 +186,11 @@ class _RepresentationClusterer:
         max_time_minutes: float | None = None,
     ) -> None:
         for name, value in (("n_clusters", n_clusters), ("shared_dim", shared_dim), ("epochs", epochs),
-                            ("batch_size", batch_size), ("lr", lr)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+                            ("batch_size", batch_size)):
+            check_int(name, value, 1)
+        check_number("lr", lr, 0.0, strict=True)
+        if seed is not None:
+            check_int("seed", seed, 0)
         self.n_clusters = n_clusters
         self.shared_dim = shared_dim
         self.arch = arch
@@ -195,6 +205,14 @@ class _RepresentationClusterer:
         self.schema_: DataSchema | None = None
         self.kmeans_: KMeans | None = None
         self.history_: dict[str, list[float]] = {}
+
+    def _fit_seed(self) -> int:
+        """``seed``, or with ``seed=None`` a random seed drawn once for this estimator (kept in ``seed_``)."""
+        if self.seed is not None:
+            return int(self.seed)
+        if getattr(self, "seed_", None) is None:
+            self.seed_ = int(np.random.SeedSequence().entropy % (2**31))
+        return self.seed_
 
     # -- to define --------------------------------------------------------------------
     def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
@@ -260,13 +278,13 @@ class _RepresentationClusterer:
         train = self._select(views)
         if train[0].shape[0] < self.n_clusters:
             raise DataValidationError(f"{train[0].shape[0]} samples cannot fill n_clusters={self.n_clusters}")
-        L.seed_everything(self.seed, workers=True, verbose=False)
+        L.seed_everything(self._fit_seed(), workers=True, verbose=False)
         self.schema_ = DataSchema.infer(train)
         self.module_ = self._build(self.schema_)
         self._train(train)
         self.module_.to("cpu").eval()
         space = self._cluster_space(self._represent(train), fit=True)
-        self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=10, random_state=self.seed).fit(space)
+        self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=10, random_state=self._fit_seed()).fit(space)
         return self
 
     def _checked(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
@@ -361,7 +379,7 @@ class DeepCluster(_RepresentationClusterer):
 
     def _cluster_space(self, rep: np.ndarray, *, fit: bool) -> np.ndarray:
         if fit:
-            self.whitening_ = WhitenNormalize(self.pca_dim, self.seed)
+            self.whitening_ = WhitenNormalize(self.pca_dim, self._fit_seed())
             return self.whitening_.fit_transform(rep)
         assert self.whitening_ is not None
         return self.whitening_.transform(rep)
@@ -382,7 +400,7 @@ class DeepCluster(_RepresentationClusterer):
             return torch.nn.functional.cross_entropy(module(views[0]), targets)
 
         loader = DataLoader(ViewsDataset([*train, index]), batch_size=self.batch_size,
-                            sampler=ClusterBalancedSampler(pseudo_labels, len(index), self.seed), collate_fn=_identity_collate)
+                            sampler=ClusterBalancedSampler(pseudo_labels, len(index), self._fit_seed()), collate_fn=_identity_collate)
         history = self.history_
         self._run(_LossPlan(module, schema, loss, self.lr), loader, [_ReCluster(self, train)])
         self.history_ = {**history, **self.history_}
@@ -421,5 +439,5 @@ class CMC(_RepresentationClusterer):
         assert isinstance(module, CMCModule) and schema is not None
         if train[0].shape[0] < 2:
             raise DataValidationError("CMC needs at least 2 samples (in-batch negatives)")
-        loader = make_loader(train, self.batch_size, shuffle=True, seed=self.seed)
+        loader = make_loader(train, self.batch_size, shuffle=True, seed=self._fit_seed())
         self._run(_LossPlan(module, schema, lambda views, _extra: module.loss(views), self.lr), loader)

@@ -594,6 +594,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty: a run config needs at least a data: section (see configs/)")
     return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
 
 

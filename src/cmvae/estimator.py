@@ -16,9 +16,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +36,15 @@ from .missing import fill_unobserved, masked_mean, observation_mask
 from .nets import build_networks
 from .objectives import Posteriors
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views, views_of
+from .saving import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    read_config,
+    restore_interrupted_replacement,
+    verify_checksums,
+    write_model_folder,
+)
 from .selection import SelectionResult, assign_clusters, combined_evidence
 from .training import (
     EpochHistory,
@@ -52,12 +58,45 @@ from .training import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
+#: Lightning's accelerator names (``gpu`` and ``cuda`` need CUDA).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
 class NotFittedError(RuntimeError):
     """The estimator was used before ``fit`` (or ``load``)."""
+
+
+class ParameterError(ValueError):
+    """A setting (constructor parameter or method argument) has a wrong type or value; the message names it."""
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (bools, floats and strings refused), else :class:`ParameterError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, minimum: float, *, strict: bool = False, hint: str = "") -> float:
+    """``value`` as a finite real number > (``strict``) or >= ``minimum``, else :class:`ParameterError`."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    ok_type = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok_type or not np.isfinite(value) or value < minimum or (strict and value == minimum):
+        raise ParameterError(f"{name} must be " + (hint or f"a finite number {bound}, got {value!r}"))
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else :class:`ParameterError` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def pick_device(accelerator: str = "auto") -> torch.device:
@@ -187,41 +226,56 @@ class MultimodalEstimator:
         return {name: getattr(self, name) for name in self._param_names()}
 
     def _check_params(self) -> None:
-        def positive(name: str) -> None:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-        for name in ("shared_dim", "epochs", "batch_size", "lr", "n_samples"):
-            positive(name)
-        scales = [self.likelihood_scale] if isinstance(self.likelihood_scale, (int, float)) else self.likelihood_scale
-        if not all(s > 0 for s in scales):
-            raise ValueError(f"likelihood_scale must be positive (one value or one per modality), got {self.likelihood_scale}")
-        if self.private_dim < 0:
-            raise ValueError(f"private_dim must be >= 0, got {self.private_dim}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.estimator not in ("elbo", "iwae", "dreg"):
-            raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {self.estimator!r}")
-        if self.latent_family not in ("gaussian", "laplace"):
-            raise ValueError(f"latent_family must be 'gaussian' or 'laplace', got {self.latent_family!r}")
-        if self.scale_param not in ("softplus", "softmax"):
-            raise ValueError(f"scale_param must be 'softplus' or 'softmax', got {self.scale_param!r}")
-        if self.encoder_branches not in ("shared", "separate"):
-            raise ValueError(f"encoder_branches must be 'shared' or 'separate', got {self.encoder_branches!r}")
+        """Type and range of every setting, with a :class:`ParameterError` naming it."""
+        for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("epochs", 1), ("batch_size", 1),
+                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0)):
+            check_int(name, getattr(self, name), minimum)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0)
+        check_number("lr", self.lr, 0.0, strict=True)
+        check_number("beta", self.beta, 0.0)
+        if self.max_time_minutes is not None:
+            check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True)
+        scales = self.likelihood_scale if _is_list(self.likelihood_scale) else [self.likelihood_scale]
+        if not scales:
+            raise ParameterError("likelihood_scale must be positive (one value or one per modality), got []")
+        for scale in scales:
+            check_number("likelihood_scale", scale, 0.0, strict=True,
+                         hint=f"positive (one value or one per modality), got {self.likelihood_scale!r}")
+        if self.likelihood_weights is not None:
+            if not _is_list(self.likelihood_weights):
+                raise ParameterError(f"likelihood_weights must be a list (one weight per modality), got {self.likelihood_weights!r}")
+            for weight in self.likelihood_weights:
+                check_number("likelihood_weights", weight, 0.0)
+        likelihoods = self.likelihood if _is_list(self.likelihood) else [self.likelihood]
+        for lik in likelihoods:
+            check_choice("likelihood", lik, ("laplace", "gaussian", "bernoulli", "categorical"))
+        check_choice("estimator", self.estimator, ("elbo", "iwae", "dreg"))
+        check_choice("latent_family", self.latent_family, ("gaussian", "laplace"))
+        check_choice("arch", self.arch, ("light", "resnet"))
+        check_choice("accelerator", self.accelerator, ACCELERATORS)
+        for name in ("strategy",):
+            if not isinstance(getattr(self, name), str):
+                raise ParameterError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("amsgrad", "progress", "low_memory"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_choice("scale_param", self.scale_param, ("softplus", "softmax"))
+        check_choice("encoder_branches", self.encoder_branches, ("shared", "separate"))
         if (self.encoders is None) != (self.decoders is None):
-            raise ValueError("pass both encoders and decoders (one per modality), or neither")
+            raise ParameterError("pass both encoders and decoders (one per modality), or neither")
 
     # -- building -----------------------------------------------------------------------
     def _likelihood_names(self, n_modalities: int, kinds: Sequence[str] = ()) -> list[str]:
         """One likelihood per modality; text modalities (``kinds``) take "categorical" when one name is given."""
         names = [self.likelihood] * n_modalities if isinstance(self.likelihood, str) else list(self.likelihood)
         if len(names) != n_modalities:
-            raise ValueError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
+            raise ParameterError(f"likelihood lists {len(names)} entries for {n_modalities} modalities")
         for m, kind in enumerate(kinds):
             if kind == "text" and isinstance(self.likelihood, str):
                 names[m] = "categorical"
             elif (kind == "text") != (names[m] == "categorical"):
-                raise ValueError(
+                raise ParameterError(
                     f"modality {m} is {kind} but its likelihood is {names[m]!r}: the categorical likelihood is for "
                     "text modalities (token ids declared with fit(..., vocabularies=...)) and only for them"
                 )
@@ -234,13 +288,15 @@ class MultimodalEstimator:
         scales = self.likelihood_scale
         scales = [scales] * n if isinstance(scales, (int, float)) else list(scales)
         if len(scales) != n:
-            raise ValueError(f"likelihood_scale lists {len(scales)} entries for {n} modalities")
+            raise ParameterError(f"likelihood_scale lists {len(scales)} entries for {n} modalities")
+        if self.likelihood_weights is not None and len(self.likelihood_weights) != n:
+            raise ParameterError(f"likelihood_weights lists {len(self.likelihood_weights)} entries for {n} modalities")
         return [make_likelihood(name, scale) for name, scale in zip(names, scales)]
 
     def _networks(self, schema: DataSchema) -> tuple[list[nn.Module], list[nn.Module]]:
         if self.encoders is not None and self.decoders is not None:
             if len(self.encoders) != schema.n_modalities or len(self.decoders) != schema.n_modalities:
-                raise ValueError(
+                raise ParameterError(
                     f"got {len(self.encoders)} encoders and {len(self.decoders)} decoders for "
                     f"{schema.n_modalities} modalities"
                 )
@@ -292,11 +348,37 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
+        previous = (self.module_, self.schema_, self.history_)
+        try:
+            return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
+                             callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
+        except Exception:
+            # a failed fit leaves the estimator as it was (not "fitted" with a half-built model);
+            # an interrupted one (Ctrl-C) keeps what it trained
+            self.module_, self.schema_, self.history_ = previous
+            raise
+
+    def _fit(
+        self,
+        views: Sequence[ArrayLike],
+        *,
+        val_views: Sequence[ArrayLike] | None,
+        val_labels: ArrayLike | None,
+        out_dir: str | Path | None,
+        resume: bool,
+        callbacks: Sequence[L.Callback],
+        vocabularies: Sequence[Any] | None,
+        mask: ArrayLike | None,
+        val_mask: ArrayLike | None,
+    ) -> "MultimodalEstimator":
+        """:meth:`fit` (which restores the previous state when this raises)."""
         train, train_mask = self._training_views(views, mask, "views")
         val, val_observed = None, None
         if val_views is not None:
             val, val_observed = self._training_views(val_views, val_mask, "val_views")
-        L.seed_everything(self.seed, workers=True, verbose=False)
+        self._check_fit_settings(int(train[0].shape[0]))
+        seed = self._fit_seed()
+        L.seed_everything(seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
             self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
             self.module_ = self._build_module(self.schema_)
@@ -313,6 +395,13 @@ class MultimodalEstimator:
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
         )
+        ckpt_path = None
+        if resume:  # checked before anything (trainer, logger) touches out_dir
+            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
+            if not last.exists():
+                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
+            check_checkpoint(last, plan, self.epochs)
+            ckpt_path = str(last)
         sanity_check(plan, train, self.batch_size, train_mask)
         history = EpochHistory()
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
@@ -329,13 +418,7 @@ class MultimodalEstimator:
             max_time_minutes=self.max_time_minutes,
             extra_callbacks=extra,
         )
-        ckpt_path = None
-        if resume:
-            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
-            if not last.exists():
-                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
-            ckpt_path = str(last)
-        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed,
+        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
                                    mask=train_mask)
         val_loader = (
             make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers, mask=val_observed)
@@ -347,6 +430,25 @@ class MultimodalEstimator:
         self.module_.to("cpu").eval()
         self.history_ = history.history
         return self
+
+    def _fit_seed(self) -> int:
+        """``seed``, or with ``seed=None`` a random seed drawn once for this estimator (kept in ``seed_``)."""
+        if self.seed is not None:
+            return int(self.seed)
+        if getattr(self, "seed_", None) is None:
+            self.seed_ = int(np.random.SeedSequence().entropy % (2**31))
+        return self.seed_
+
+    def _check_fit_settings(self, n_samples: int) -> None:
+        """Settings that only fail against the data or the machine, checked before training starts."""
+        n_clusters = getattr(self, "n_clusters", None)
+        if n_clusters is not None and n_clusters > n_samples:
+            raise DataValidationError(
+                f"n_clusters={n_clusters} exceeds the {n_samples} training samples: use at most {n_samples} clusters "
+                "or more data"
+            )
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"accelerator={self.accelerator!r} but no CUDA GPU is available: use 'cpu' or 'auto'")
 
     def _training_views(
         self, views: Any, mask: ArrayLike | None, name: str
@@ -484,13 +586,25 @@ class MultimodalEstimator:
         return masked_mean(post.z_loc, observed).numpy()
 
     # -- generation -------------------------------------------------------------------------
+    def _sampling_args(self, n: Any, cluster: Any, seed: Any) -> tuple[int, int | None]:
+        """Checked ``n``, ``cluster`` and ``seed`` of :meth:`sample` (ParameterError naming the argument)."""
+        n = check_int("n", n, 1)
+        if seed is not None:
+            check_int("seed", seed, 0)
+        if cluster is None:
+            return n, None
+        cluster = check_int("cluster", cluster, 0)
+        n_clusters = getattr(self, "n_clusters", None)
+        if n_clusters is not None and cluster >= n_clusters:
+            raise ParameterError(f"cluster must be a cluster id in 0..{n_clusters - 1}, got {cluster}")
+        return n, cluster
+
     @torch.no_grad()
     def sample_latents(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> np.ndarray:
         """Shared latents ``[n, shared_dim]`` drawn from the prior p(z) (CMVAE: c ~ pi, z ~ p(z|c);
         ``cluster`` fixes c). :meth:`sample` decodes exactly these draws."""
         module, _ = self._fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n, cluster = self._sampling_args(n, cluster, seed)
         with _seeded(seed):
             return module.sample_prior_z(n, cluster).cpu().numpy()
 
@@ -501,8 +615,7 @@ class MultimodalEstimator:
         Returns M arrays ``[n, *shape_m]`` (images in [0, 1]; tabular data in its original units).
         """
         module, schema = self._fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n, cluster = self._sampling_args(n, cluster, seed)
         module.eval()
         with _seeded(seed):
             z = module.sample_prior_z(n, cluster)
@@ -579,14 +692,10 @@ class MultimodalEstimator:
         n_mod = schema.n_modalities
         if targets is None:
             targets = [m for m, x in enumerate(checked) if x is None] or list(range(n_mod))
-        targets = [int(t) for t in targets]
-        if not targets:
-            raise ValueError("targets is empty: name at least one modality to generate")
-        bad = [t for t in targets if not 0 <= t < n_mod]
-        if bad:
-            raise ValueError(f"targets {bad} out of range: modalities are 0..{n_mod - 1}")
-        if len(set(targets)) != len(targets):
-            raise ValueError(f"targets {targets} repeat a modality")
+        targets = _checked_targets(targets, n_mod)
+        if seed is not None:
+            check_int("seed", seed, 0)
+        check_int("batch_size", batch_size, 1)
         device = pick_device(self.accelerator)
         module.to(device).eval()
         n = next(int(t.shape[0]) for t in checked if t is not None)
@@ -617,43 +726,35 @@ class MultimodalEstimator:
         return Vocabulary(schema.vocabulary(modality)).decode_batch(np.asarray(ids))
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` (parameters, data schema, versions) and ``weights.safetensors``.
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``config.json`` (parameters, data schema, versions), ``weights.safetensors`` and
+        ``SHA256SUMS`` (checked by :meth:`load`) into the folder ``path``.
 
-        The folder is written next to ``path`` and moved into place, so an interrupted
-        save never leaves a half-written model behind.
+        The folder is written next to ``path`` and moved into place, so an interrupted save never
+        leaves a half-written model behind. ``save`` never deletes or hides what it did not write:
+        an existing ``path`` that is not a saved model is refused (:class:`ModelFileError`), and a
+        saved model there is replaced only with ``overwrite=True``.
         """
         module, schema = self._fitted()
         if self.encoders is not None:
             log.warning("custom networks are not serialised: pass the same encoders/decoders to load()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            config = {
-                "format_version": FORMAT_VERSION,
-                "cmvae_version": __version__,
-                "torch_version": torch.__version__,
-                "model_type": self.model_type,
-                "params": self.get_params(),
-                "custom_networks": self.encoders is not None,
-                "schema": schema.to_dict(),
-                "history": self.history_,
-            }
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_FILE))
-            if path.exists():
-                backup = path.with_name(f".{path.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                os.replace(path, backup)
-                os.replace(tmp, path)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        config = {
+            "format_version": FORMAT_VERSION,
+            "cmvae_version": __version__,
+            "torch_version": torch.__version__,
+            "model_type": self.model_type,
+            "params": self.get_params(),
+            "custom_networks": self.encoders is not None,
+            "schema": schema.to_dict(),
+            "history": self.history_,
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+        def write(folder: Path) -> None:
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            save_file(state, str(folder / WEIGHTS_FILE))
+
+        return write_model_folder(Path(path), write, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -664,36 +765,109 @@ class MultimodalEstimator:
         decoders: Sequence[nn.Module] | None = None,
         **overrides: Any,
     ) -> "MultimodalEstimator":
-        """Load a model written by :meth:`save`. ``overrides`` change parameters (e.g. ``accelerator``)."""
+        """Load a model written by :meth:`save`. ``overrides`` change parameters (e.g. ``accelerator``).
+
+        The files are checked against the SHA-256 sums recorded at save (models saved before
+        checksums existed are checked for consistency only); a damaged, truncated or edited file
+        raises :class:`ModelFileError` naming it.
+        """
         path = Path(path)
+        restore_interrupted_replacement(path)
         config_file = path / CONFIG_FILE
         if not config_file.exists():
             raise FileNotFoundError(f"no saved model at {path} (missing {CONFIG_FILE})")
-        config = json.loads(config_file.read_text())
-        version = config.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was saved in format {version}; this cmvae ({__version__}) reads format {FORMAT_VERSION}"
-            )
-        klass = cls if cls.model_type == config["model_type"] else _ESTIMATORS.get(config["model_type"])
-        if klass is None:
-            raise ValueError(f"{path} holds an unknown model type {config['model_type']!r}")
+        verify_checksums(path)
+        config = read_config(path)
+        klass = _model_class(cls, config, config_file)
         if config.get("custom_networks") and encoders is None:
             raise ValueError(f"{path} was trained with custom networks: pass encoders= and decoders= to load()")
         unknown = set(overrides) - set(klass._param_names())
         if unknown:
             raise TypeError(f"unknown parameter(s) {sorted(unknown)} for {klass.__name__}")
-        accepted = set(klass._param_names())
-        legacy = {k: v for k, v in LEGACY_PARAMS.items() if k in accepted}
-        params = {**legacy, **config["params"], **overrides}
-        model = klass(**params, encoders=encoders, decoders=decoders)
-        model.schema_ = DataSchema.from_dict(config["schema"])
-        model.module_ = model._build_module(model.schema_)
-        state = load_file(str(path / WEIGHTS_FILE))
-        model.module_.load_state_dict(state, strict=True)
+        params = config.get("params")
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{config_file} is damaged: 'params' must be an object")
+        try:
+            legacy = {k: v for k, v in LEGACY_PARAMS.items() if k in set(klass._param_names())}
+            model = klass(**{**legacy, **params, **overrides}, encoders=encoders, decoders=decoders)
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{config_file}: invalid params: {_one_line(err)}") from None
+        model.schema_ = _schema_of(config, config_file)
+        try:
+            model.module_ = model._build_module(model.schema_)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ModelFileError(f"{config_file}: the recorded settings do not build a model: {_one_line(err)}") from None
+        _load_weights(model.module_, path / WEIGHTS_FILE)
         model.module_.eval()
-        model.history_ = config.get("history", {})
+        history = config.get("history", {})
+        model.history_ = history if isinstance(history, dict) else {}
         return model
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (the first 300 characters)."""
+    text = " ".join(str(err).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(err).__name__
+
+
+def _model_class(cls: type[MultimodalEstimator], config: dict[str, Any], file: Path) -> type[MultimodalEstimator]:
+    """The estimator class a ``config.json`` names, after checking its format version."""
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{file}: format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{file.parent} was saved in format {version}; this cmvae ({__version__}) reads format {FORMAT_VERSION}"
+        )
+    model_type = config.get("model_type")
+    klass = cls if cls.model_type == model_type else _ESTIMATORS.get(model_type) if isinstance(model_type, str) else None
+    if klass is None:
+        raise ModelFileError(f"{file.parent} holds an unknown model type {model_type!r} ({file})")
+    return klass
+
+
+def _schema_of(config: dict[str, Any], file: Path) -> DataSchema:
+    """The data schema recorded in ``config.json``, checked for what a hand edit can break."""
+    try:
+        schema = DataSchema.from_dict(config["schema"])
+        for m, spec in enumerate(schema.modalities):
+            dims = tuple(int(d) for d in spec.shape)
+            if not dims or any(d < 1 for d in dims):
+                raise ValueError(f"modality {m}: invalid shape {list(spec.shape)}")
+            standardised = spec.kind == "tabular" and not spec.scale_uint8
+            stats = [spec.mean, spec.std]
+            if standardised and any(s is None or len(s) != dims[0] for s in stats):
+                raise ValueError(f"modality {m}: the standardisation (mean and std, {dims[0]} values each) is missing")
+            if standardised and not all(np.isfinite(v) and v > 0 for v in spec.std):  # type: ignore[union-attr]
+                raise ValueError(f"modality {m}: std values must be positive")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        detail = f"missing key {err}" if isinstance(err, KeyError) else _one_line(err)
+        raise ModelFileError(f"{file} is damaged or was edited: schema: {detail}") from None
+    return schema
+
+
+def _load_weights(module: nn.Module, file: Path) -> None:
+    """Load ``weights.safetensors`` into ``module`` with errors naming the file and what is wrong."""
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing")
+    try:
+        state = load_file(str(file))
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own error type for damaged files
+        raise ModelFileError(f"{file} is damaged or truncated: {_one_line(err)}") from None
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+        parts += [f"{len(wrong)} with another shape (e.g. {wrong[0]}: {list(state[wrong[0]].shape)} vs "
+                  f"{list(expected[wrong[0]].shape)})"] if wrong else []
+        raise ModelFileError(f"{file} does not fit its {CONFIG_FILE}: tensors " + ", ".join(parts))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelFileError(f"{file} is damaged: {len(bad)} tensor(s) hold NaN/inf values (e.g. {bad[0]})")
+    module.load_state_dict(state, strict=True)
 
 
 class CMVAE(MultimodalEstimator):
@@ -723,19 +897,19 @@ class CMVAE(MultimodalEstimator):
         encoder_branches: str = "separate",
         **kwargs: Any,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-        if cluster_init not in ("kmeans", "random", "uniform"):
-            raise ValueError(f"cluster_init must be 'kmeans', 'random' or 'uniform', got {cluster_init!r}")
-        if cluster_init_epoch is not None and cluster_init_epoch < 0:
-            raise ValueError(f"cluster_init_epoch must be >= 0, got {cluster_init_epoch}")
+        check_int("n_clusters", n_clusters, 1)
+        check_choice("cluster_init", cluster_init, ("kmeans", "random", "uniform"))
+        check_choice("assignment", assignment, ("evidence", "vote"))
+        if cluster_init_epoch is not None:
+            check_int("cluster_init_epoch", cluster_init_epoch, 0)
+        check_number("prior_mean_init_std", prior_mean_init_std, 0.0)
+        if not isinstance(learn_prior_scales, (bool, np.bool_)):
+            raise ParameterError(f"learn_prior_scales must be True or False, got {learn_prior_scales!r}")
         self.n_clusters = n_clusters
         self.learn_prior_scales = learn_prior_scales
         self.prior_mean_init_std = prior_mean_init_std
         self.cluster_init = cluster_init
         self.cluster_init_epoch = cluster_init_epoch
-        if assignment not in ("evidence", "vote"):
-            raise ValueError(f"assignment must be 'evidence' or 'vote', got {assignment!r}")
         self.assignment = assignment
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
                          encoder_branches=encoder_branches, **kwargs)
@@ -750,7 +924,7 @@ class CMVAE(MultimodalEstimator):
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self.seed, mask)]
+            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self._fit_seed(), mask)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:
@@ -843,7 +1017,7 @@ class CMVAE(MultimodalEstimator):
         labels_arr = check_labels(labels, n) if labels is not None else None
         with torch.no_grad():
             log_pi = module.prior.log_weights().detach().cpu()  # type: ignore[union-attr]
-        return select_clusters(
+        result = select_clusters(
             log_lik,
             log_pi,
             criterion=criterion,  # type: ignore[arg-type]
@@ -854,10 +1028,31 @@ class CMVAE(MultimodalEstimator):
             eval_labels=eval_labels,
             progress=progress,
         )
+        result.model_fingerprint = self._prior_fingerprint()
+        return result
+
+    def _prior_fingerprint(self) -> str:
+        """SHA-256 of the cluster prior's means and scales (unchanged by pruning): identifies this model."""
+        import hashlib
+
+        module, _ = self._fitted()
+        prior = module.prior  # type: ignore[union-attr]
+        digest = hashlib.sha256()
+        for t in (prior.means, prior.scales):
+            digest.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def apply_selection(self, result: "SelectionResult") -> "CMVAE":
-        """Keep only ``result.kept`` clusters: their pi is renormalised, the others get exactly 0."""
+        """Keep only ``result.kept`` clusters: their pi is renormalised, the others get exactly 0.
+        ``result`` must come from this model's :meth:`select_clusters`."""
         module, _ = self._fitted()
+        if not isinstance(result, SelectionResult):
+            raise ParameterError(f"apply_selection expects the SelectionResult of select_clusters, got {type(result).__name__}")
+        if result.model_fingerprint is not None and result.model_fingerprint != self._prior_fingerprint():
+            raise ParameterError(
+                "apply_selection: this SelectionResult was computed on another model (its cluster prior differs): "
+                "run select_clusters on this model"
+            )
         bad = [c for c in result.kept if not 0 <= c < self.n_clusters]
         if bad or not result.kept:
             raise ValueError(f"selection keeps invalid cluster ids {bad or result.kept} for {self.n_clusters} clusters")
@@ -903,6 +1098,49 @@ def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstim
     """Make ``load`` find a model type (used by the baselines)."""
     _ESTIMATORS[klass.model_type] = klass
     return klass
+
+
+def check_checkpoint(path: Path, plan: L.LightningModule, epochs: int) -> None:
+    """Before resuming: ``path`` must be a readable Lightning checkpoint whose weights fit ``plan`` and
+    that has trained fewer than ``epochs`` epochs (:class:`ModelFileError` / :class:`ParameterError`)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as err:  # noqa: BLE001 -- torch raises many types for a damaged zip/pickle
+        raise ModelFileError(f"{path} is damaged or truncated: {_one_line(err)}") from None
+    expected = plan.state_dict()
+    wrong = [k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)]
+    extra = [k for k in state if k not in expected]
+    if wrong or extra:
+        key = (wrong or extra)[0]
+        got = list(state[key].shape) if key in state else "absent"
+        want = list(expected[key].shape) if key in expected else "absent"
+        raise ParameterError(
+            f"{path} does not fit the model built from these settings ({len(wrong) + len(extra)} tensors differ, "
+            f"e.g. {key}: checkpoint {got}, model {want}): resume with the settings the run was started with"
+        )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if epochs < done:
+        raise ParameterError(f"epochs={epochs} is below the {done} epochs already trained in {path}: pass epochs >= {done}")
+
+
+def _checked_targets(targets: Any, n_modalities: int) -> list[int]:
+    """``targets`` of :meth:`~MultimodalEstimator.generate` as distinct modality ids (ParameterError otherwise)."""
+    if not isinstance(targets, (list, tuple, np.ndarray, range)):
+        raise ParameterError(f"targets must be a list of modality ids (e.g. [1]), got {targets!r}")
+    ids = []
+    for t in targets:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise ParameterError(f"targets must be integer modality ids, got {t!r} in {list(targets)!r}")
+        ids.append(int(t))
+    if not ids:
+        raise ParameterError("targets is empty: name at least one modality to generate")
+    bad = [t for t in ids if not 0 <= t < n_modalities]
+    if bad:
+        raise ParameterError(f"targets {bad} out of range: modalities are 0..{n_modalities - 1}")
+    if len(set(ids)) != len(ids):
+        raise ParameterError(f"targets {ids} repeat a modality")
+    return ids
 
 
 def _has_none(views: Any) -> bool:

@@ -14,6 +14,7 @@ scaled nor standardised; its ids must be integers in ``0..vocab_size-1``; the vo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -102,7 +103,7 @@ class DataSchema:
             if kind == "tabular" and standardize_tabular and not scale:
                 xf = x.double() if mask is None else x[mask[:, m].to(x.device)].double()
                 mean = xf.mean(0).tolist()
-                std = xf.std(0).clamp_min(1e-8).tolist()
+                std = _safe_std(xf).tolist()
             mods.append(ModalitySchema(shape, kind, str(x.dtype).replace("torch.", ""), scale, mean, std))
         return cls(mods)
 
@@ -168,6 +169,14 @@ class DataSchema:
         return list(spec.vocab)
 
 
+def _safe_std(x: torch.Tensor) -> torch.Tensor:
+    """Per-feature std for standardisation; a feature (near) constant at fit gets 1, so it is only
+    centred: a small drift at predict time then stays small instead of being divided by ~0."""
+    std = x.std(0) if x.shape[0] > 1 else torch.zeros(x.shape[1:], dtype=x.dtype)
+    tiny = std <= 1e-6 * x.abs().amax(0).clamp_min(1.0)
+    return torch.where(tiny | ~torch.isfinite(std), torch.ones_like(std), std)
+
+
 def _check_token_ids(m: int, x: torch.Tensor, vocab_size: int) -> None:
     """Token ids must be integers in ``0..vocab_size-1``."""
     if x.dtype.is_floating_point and bool((x != x.round()).any()):
@@ -204,6 +213,31 @@ def views_of(data: Any) -> Any:
     return to_views() if callable(to_views) else data
 
 
+def _as_tensor(x: Any, label: str) -> torch.Tensor:
+    """One modality's array as a CPU tensor; non-numeric data raises :class:`DataValidationError` naming it."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, (str, bytes)):
+        raise DataValidationError(f"{label} is a string ({x[:40]!r}); expected a numeric array [N, ...]")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as err:  # ragged nested lists
+        raise DataValidationError(f"{label} is not a rectangular numeric array ({' '.join(str(err).split())[:120]})") from None
+    if arr.dtype.kind not in "iuf":
+        what = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time deltas",
+                "c": "complex numbers", "b": "booleans"}
+        raise DataValidationError(
+            f"{label} holds {what.get(arr.dtype.kind, arr.dtype.name)} (dtype {arr.dtype}); expected numbers "
+            "(floats, integers, or uint8 images); encode text as token ids with fit(..., vocabularies=...)"
+        )
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    try:
+        return torch.as_tensor(arr)
+    except TypeError as err:
+        raise DataValidationError(f"{label} has unsupported dtype {arr.dtype} ({err})") from None
+
+
 def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities: int = 2) -> list[torch.Tensor]:
     """Check a list of per-modality arrays and turn them into CPU tensors (no copy where possible).
 
@@ -212,6 +246,11 @@ def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities:
     is accepted too (its ``to_views()``).
     """
     views = views_of(views)
+    if isinstance(views, (str, bytes, os.PathLike)):
+        raise DataValidationError(
+            f"{name} must be a list with one array per modality ([N, ...] each), got the path {str(views)!r}: "
+            "read the file first (e.g. cmvae.config.load_arrays for a .npz)"
+        )
     if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
         raise DataValidationError(
             f"{name} must be a list with one array per modality ([N, ...] each), got {type(views).__name__}"
@@ -222,10 +261,14 @@ def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities:
     for m, x in enumerate(views):
         if x is None:
             raise DataValidationError(f"{name}[{m}] is None; every modality must be observed here")
-        t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+        t = _as_tensor(x, f"{name}[{m}]")
         if t.dim() not in (2, 4):
             raise DataValidationError(
                 f"{name}[{m}] has shape {list(t.shape)}: expected [N, C, H, W] images or [N, D] features"
+            )
+        if 0 in t.shape[1:]:
+            raise DataValidationError(
+                f"{name}[{m}] has shape {list(t.shape)}: every per-sample dimension must be at least 1"
             )
         if t.dtype == torch.bool or t.dtype.is_complex:
             raise DataValidationError(f"{name}[{m}] has unsupported dtype {t.dtype}")

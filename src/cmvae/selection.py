@@ -112,6 +112,9 @@ class SelectionResult:
     criterion: str
     scores: dict[int, float]
     steps: list[SelectionStep] = field(default_factory=list)
+    #: Fingerprint of the model's cluster prior the result was computed on (set by
+    #: :meth:`cmvae.CMVAE.select_clusters`; ``apply_selection`` refuses a result of another model).
+    model_fingerprint: str | None = None
 
     @property
     def nmi(self) -> dict[int, float]:

@@ -175,7 +175,10 @@ def sanity_check(
         plan.module.zero_grad(set_to_none=True)
     bad = terms.non_finite()
     if bad:
-        raise NonFiniteLossError(f"the objective is not finite on the first batch: {', '.join(bad)}")
+        raise NonFiniteLossError(
+            f"non-finite objective on the first batch, before training: {', '.join(bad)}. Likely causes: "
+            "likelihood_scale too small or too large, un-normalised inputs, learning rate too high."
+        )
 
 
 class EpochHistory(Callback):
