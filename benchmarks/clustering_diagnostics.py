@@ -163,7 +163,7 @@ def plot(out: Path) -> Path:
             ax.set_title(f"{data}: {title}", fontsize=9)
             ax.set_xlabel("training CPU-minutes")
             ax.grid(alpha=0.3)
-        axes[i, 0].legend(fontsize=7)
+        axes[i, 0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = out / "clustering_diagnostics.png"
     fig.savefig(path, dpi=110)

@@ -314,3 +314,28 @@ def test_default_initialisation_epoch_is_two_thirds_of_training():
     assert CMVAE(epochs=24).cluster_init_epoch_ == 16
     assert CMVAE(epochs=1).cluster_init_epoch_ == 1
     assert CMVAE(epochs=30, cluster_init_epoch=5).cluster_init_epoch_ == 5
+
+
+def test_components_start_together_then_k_means_places_them_and_their_optimiser_state_restarts():
+    """Before the placement the prior is the standard one (every component at 0, pi uniform); after it
+    the components sit apart and Adam's moments of the prior restarted at the placement."""
+    views, _ = make_data(192, seed=4)
+    seen: dict[str, object] = {}
+
+    class Spy(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            prior = pl_module.module.prior
+            seen.setdefault("means", []).append(prior.means.detach().clone())
+            seen.setdefault("pi", []).append(prior.weights().detach().clone())
+
+        def on_train_end(self, trainer, pl_module):
+            state = trainer.optimizers[0].state
+            seen["prior_steps"] = float(state[pl_module.module.prior.means]["step"])
+            seen["encoder_steps"] = float(state[next(pl_module.module.encoders[0].parameters())]["step"])
+
+    model = CMVAE(epochs=4, **{**FAST, "cluster_init_epoch": 2})  # 192 / 64 = 3 steps per epoch
+    model.fit(views, callbacks=[Spy()])
+    first = seen["means"][0]  # the components move, but together: one standard-shaped prior
+    assert torch.allclose(first, first[:1].expand_as(first)) and torch.allclose(seen["pi"][0], torch.full((3,), 1 / 3))
+    assert torch.cdist(seen["means"][1], seen["means"][1]).max() > 0.1  # placed at the end of epoch 2
+    assert seen["encoder_steps"] == 12 and seen["prior_steps"] == 6

@@ -893,7 +893,7 @@ class CMVAE(MultimodalEstimator):
         cluster_init: str = "kmeans",
         cluster_init_epoch: int | None = None,
         assignment: str = "evidence",
-        scale_param: str = "softmax",
+        scale_param: str = "softplus",
         encoder_branches: str = "separate",
         **kwargs: Any,
     ) -> None:
