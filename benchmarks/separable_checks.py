@@ -1,6 +1,6 @@
 """A new user's checks on small multi-view data with the library's defaults (no tuning).
 
-    python benchmarks/separable_checks.py [--data blobs digits-views] [--seeds 0 1 2] [--epochs N]
+    python benchmarks/separable_checks.py [--data blobs digits-views] [--seeds 0 1 2] [--epochs N] [--set JSON]
 
 For each data set (see ``clustering_diagnostics.py``: 4 separable clusters in 3 noisy views of
 10 / 20 / 5 features, and scikit-learn's digits as 3 tabular views) and seed, on the held-out
@@ -12,6 +12,7 @@ on each single view. Prints one Markdown table (mean +- std over seeds).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -36,11 +37,12 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["blobs", "digits-views"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override the default number of epochs")
+    parser.add_argument("--set", default="{}", help="JSON dict of other parameters overriding the defaults")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip: selection, vade")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    extra = {} if args.epochs is None else {"epochs": args.epochs}
+    extra = ({} if args.epochs is None else {"epochs": args.epochs}) | json.loads(args.set)
     common = {"progress": False, "accelerator": "cpu", **extra}
     results: dict[tuple[str, str], list[float]] = {}
     for data in args.data:

@@ -231,3 +231,14 @@ def test_baselines_are_exported_and_unfitted_use_is_an_error():
         DeepCluster(modality=3, epochs=1).fit(views)
     with pytest.raises(DataValidationError, match="at least 2 modalities"):
         CMC(epochs=1).fit(views[:1])
+
+
+def test_vade_default_mixture_does_not_collapse_into_one_cluster():
+    """With learnable mixture scales every component shrank and one took every point (NMI 0);
+    the default keeps the scales at 1. Separable blobs in one view, the defaults but a short budget."""
+    views, y = _blobs(n=600, k=3, dims=(8, 4), seed=2)
+    model = VaDE(n_clusters=3, modality=0, epochs=60, lr=3e-3, seed=0, progress=False, accelerator="cpu")
+    model.fit(views)
+    labels = model.predict(views)
+    assert len(np.unique(labels)) == 3
+    assert clustering_scores(y, labels)["nmi"] > 0.8

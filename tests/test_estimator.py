@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import json
 
 import lightning as L
@@ -339,3 +340,11 @@ def test_components_start_together_then_k_means_places_them_and_their_optimiser_
     assert torch.allclose(first, first[:1].expand_as(first)) and torch.allclose(seen["pi"][0], torch.full((3,), 1 / 3))
     assert torch.cdist(seen["means"][1], seen["means"][1]).max() > 0.1  # placed at the end of epoch 2
     assert seen["encoder_steps"] == 12 and seen["prior_steps"] == 6
+
+
+def test_lightning_product_tips_are_not_shown(caplog):
+    from cmvae.training import make_trainer
+
+    with caplog.at_level(logging.INFO):
+        make_trainer(epochs=1, out_dir=None, accelerator="cpu", devices=1, progress=False)
+    assert not [r for r in caplog.records if "litlogger" in r.getMessage()]

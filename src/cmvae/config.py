@@ -412,7 +412,7 @@ class VaDEBenchmark(_MethodSection):
 
     betas: list[float] = Field(default_factory=lambda: [1.0, 2.5], min_length=1)
     latent_family: Literal["laplace", "gaussian"] = "gaussian"
-    learn_prior_scales: bool = True
+    learn_prior_scales: bool = False
     cluster_init_epoch: int | None = Field(None, ge=0)
 
 

@@ -232,6 +232,7 @@ def make_trainer(
             loggers.append(TensorBoardLogger(out, name="logs", version="", default_hp_metric=False))
         except ImportError:
             log.debug("tensorboard not installed: logging to CSV only")
+    drop_lightning_tips()
     max_time = None
     if max_time_minutes is not None:
         max_time = {"minutes": float(max_time_minutes)}
@@ -264,8 +265,27 @@ def _keep_previous_metrics(log_dir: Path) -> None:
         current.rename(log_dir / f"metrics.{n}.csv")
 
 
+class _DropAdvertisements(logging.Filter):
+    """Drops Lightning's product tips (e.g. the "litlogger" advertisement at every fit)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+_TIP_FILTER = _DropAdvertisements()
+
+
+def drop_lightning_tips() -> None:
+    """Filter Lightning's product tips out of its loggers (idempotent; no handler is added)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _TIP_FILTER not in logger.filters:
+            logger.addFilter(_TIP_FILTER)
+
+
 def quiet_lightning_warnings() -> None:
-    """Silence Lightning's advice that does not apply to in-memory tensor datasets."""
+    """Silence Lightning's advice that does not apply to in-memory tensor datasets, and its product tips."""
+    drop_lightning_tips()
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
