@@ -17,22 +17,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cmvae import CMVAE, DataValidationError, ParameterError
+from test_saving import TINY, fitted, tiny_views  # noqa: F401 (fitted: a fixture)
 
-TINY = dict(n_clusters=2, shared_dim=2, private_dim=1, epochs=1, batch_size=16, progress=False,
-            accelerator="cpu", likelihood="gaussian", seed=0)
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])
 CLEAR_ERRORS = (DataValidationError, ParameterError)
-
-
-def tiny_views(n: int = 32, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)]
-
-
-@pytest.fixture(scope="module")
-def fitted() -> CMVAE:
-    return CMVAE(**TINY).fit(tiny_views())
 
 
 def one_clear_line(err: BaseException, *needles: str) -> None:

@@ -36,6 +36,7 @@ from .estimator import (
     NotFittedError,
     check_int,
     check_number,
+    fit_seed,
     pick_device,
     refuse_partial_training,
     register_estimator,
@@ -209,12 +210,7 @@ class _RepresentationClusterer:
         self.history_: dict[str, list[float]] = {}
 
     def _fit_seed(self) -> int:
-        """``seed``, or with ``seed=None`` a random seed drawn once for this estimator (kept in ``seed_``)."""
-        if self.seed is not None:
-            return int(self.seed)
-        if getattr(self, "seed_", None) is None:
-            self.seed_ = int(np.random.SeedSequence().entropy % (2**31))
-        return self.seed_
+        return fit_seed(self)
 
     # -- to define --------------------------------------------------------------------
     def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:

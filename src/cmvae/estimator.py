@@ -133,6 +133,16 @@ class _seeded:
 LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote"}
 
 
+def fit_seed(estimator: Any) -> int:
+    """``estimator.seed``, or with ``seed=None`` a random seed drawn once for that estimator (kept in
+    ``estimator.seed_``)."""
+    if estimator.seed is not None:
+        return int(estimator.seed)
+    if getattr(estimator, "seed_", None) is None:
+        estimator.seed_ = int(np.random.SeedSequence().entropy % (2**31))
+    return estimator.seed_
+
+
 class MultimodalEstimator:
     """Common fit/transform/save/load machinery of the multimodal VAEs.
 
@@ -432,12 +442,7 @@ class MultimodalEstimator:
         return self
 
     def _fit_seed(self) -> int:
-        """``seed``, or with ``seed=None`` a random seed drawn once for this estimator (kept in ``seed_``)."""
-        if self.seed is not None:
-            return int(self.seed)
-        if getattr(self, "seed_", None) is None:
-            self.seed_ = int(np.random.SeedSequence().entropy % (2**31))
-        return self.seed_
+        return fit_seed(self)
 
     def _check_fit_settings(self, n_samples: int) -> None:
         """Settings that only fail against the data or the machine, checked before training starts."""
