@@ -110,8 +110,8 @@ class KMeansPriorInit(L.Callback):
 
 
 class ClusteringMonitor(L.Callback):
-    """Logs NMI/ARI/ACC on labelled validation views at the end of every epoch (only the observed
-    modalities vote where ``mask`` ``[N, M]`` marks holes). With ``diagnostics`` (fully observed
+    """Logs NMI/ARI/ACC of the model's clusters (its ``assignment`` rule) on labelled validation views at
+    the end of every epoch (only the observed modalities count where ``mask`` ``[N, M]`` marks holes). With ``diagnostics`` (fully observed
     views of a clustering model) it also logs :func:`~cmvae.diagnostics.latent_diagnostics`:
     k-means on the latent, modality offsets, clusters used, entropy of pi, ... as ``val/<name>``."""
 
