@@ -1,7 +1,7 @@
 """Clustering diagnostics over training: the model's clusters vs the structure of its latent.
 
     python benchmarks/clustering_diagnostics.py NAME --data polymnist-small --seeds 0 1 2 \
-        [--set '{"beta": 1.0}'] [--config polymnist_cpu] [--epochs 30] [--threads 1]
+        [--set '{"beta": 1.0}'] [--config polymnist_cpu] [--threads 1] [--accelerator gpu]
 
 Trains CMVAE (from a packaged/YAML config's model and training sections, then ``--set``
 overrides) on one of the data sets below and records after every epoch, on the held-out split,
@@ -85,10 +85,13 @@ def load(name: str, seed: int = 0) -> tuple[list, np.ndarray, list, np.ndarray]:
 
 
 class Clock(L.Callback):
-    """Training wall time (seconds, validation and diagnostics excluded) at each epoch's end."""
+    """Training wall time (seconds, validation and diagnostics excluded) at each epoch's end; each
+    epoch's row (time and the ``val/...`` diagnostics) is appended to ``csv_path`` at once, so a run
+    that is stopped keeps the epochs it finished."""
 
-    def __init__(self) -> None:
+    def __init__(self, csv_path: Path, name: str, data: str, seed: int) -> None:
         self.elapsed, self.times = 0.0, []
+        self.csv_path, self.head = csv_path, {"name": name, "data": data, "seed": seed}
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
@@ -99,27 +102,41 @@ class Clock(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.times.append(self.elapsed)
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        print(f"  epoch {trainer.current_epoch + 1} {self.elapsed / 60:.1f} min: NMI {m.get('val/nmi', float('nan')):.3f} "
-              f"k-means {m.get('val/kmeans_mean_nmi', float('nan')):.3f} vote-k-means "
-              f"{m.get('val/kmeans_vote_nmi', float('nan')):.3f} modality share {m.get('val/modality_share', float('nan')):.2f} "
+        row = {**self.head, "epoch": trainer.current_epoch + 1, "minutes": self.elapsed / 60}
+        row.update({k[4:]: v for k, v in sorted(m.items()) if k.startswith("val/") and k != "val/bound"})
+        append_row(self.csv_path, row)
+        print(f"  {self.head['name']} seed {self.head['seed']} epoch {trainer.current_epoch + 1} {self.elapsed / 60:.1f} min: "
+              f"NMI {m.get('val/nmi', float('nan')):.3f} k-means {m.get('val/kmeans_mean_nmi', float('nan')):.3f} "
+              f"vote-k-means {m.get('val/kmeans_vote_nmi', float('nan')):.3f} "
+              f"modality share {m.get('val/modality_share', float('nan')):.2f} "
               f"used {m.get('val/clusters_used', float('nan')):.0f}", flush=True)
 
 
-def run(name: str, data: str, seed: int, params: dict, out: Path) -> list[dict]:
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path``; a new column rewrites the file with the wider header."""
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    keys = list(rows[0].keys()) if rows else []
+    if set(row) - set(keys) or not path.exists():
+        keys += [k for k in row if k not in keys]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows + [row])
+        return
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=keys).writerow(row)
+
+
+def run(name: str, data: str, seed: int, params: dict, out: Path, accelerator: str = "cpu") -> dict:
+    """Train one seed, appending each epoch's row to ``OUT/NAME.csv``; returns the final test scores."""
     train, y_train, test, y_test = load(data, seed)
-    model = CMVAE(**{**params, "seed": seed, "progress": False, "accelerator": "cpu"})
-    clock = Clock()
+    model = CMVAE(**{**params, "seed": seed, "progress": False, "accelerator": accelerator})
+    clock = Clock(out / f"{name}.csv", name, data, seed)
     model.fit(train, val_views=test, val_labels=y_test, callbacks=[clock])
-    hist = model.history_
-    rows = []
-    for i, epoch in enumerate(hist["epoch"]):
-        row = {"name": name, "data": data, "seed": seed, "epoch": int(epoch) + 1, "minutes": clock.times[i] / 60}
-        row.update({k[4:]: v[i] for k, v in hist.items() if k.startswith("val/") and k != "val/bound"})
-        rows.append(row)
     final = model.score(test, y_test)
-    print(f"{name} seed {seed}: final NMI {final['nmi']:.3f} ARI {final['ari']:.3f} in {clock.times[-1] / 60:.1f} min; "
-          f"k-means on z NMI {rows[-1].get('kmeans_mean_nmi', float('nan')):.3f}", flush=True)
-    return rows
+    print(f"{name} seed {seed}: final NMI {final['nmi']:.3f} ARI {final['ari']:.3f} in {clock.times[-1] / 60:.1f} min",
+          flush=True)
+    return final
 
 
 def params_from(config: str | None, overrides: dict) -> dict:
@@ -135,7 +152,8 @@ def params_from(config: str | None, overrides: dict) -> dict:
     return params
 
 
-def plot(out: Path) -> Path:
+def plot(out: Path, x: str = "minutes") -> Path:
+    """Curves of every CSV in ``out`` against ``x`` (``minutes`` of training or ``epoch``); returns the PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,10 +176,10 @@ def plot(out: Path) -> Path:
                 for seed in sorted({r["seed"] for r in rows if r["name"] == name and r["data"] == data}):
                     sel = [r for r in rows if r["name"] == name and r["data"] == data and r["seed"] == seed and r.get(key)]
                     if sel:
-                        ax.plot([float(r["minutes"]) for r in sel], [float(r[key]) for r in sel], color=colours[name],
+                        ax.plot([float(r[x]) for r in sel], [float(r[key]) for r in sel], color=colours[name],
                                 alpha=0.8, label=name if seed == min(r["seed"] for r in sel) else None)
             ax.set_title(f"{data}: {title}", fontsize=9)
-            ax.set_xlabel("training CPU-minutes")
+            ax.set_xlabel("training CPU-minutes" if x == "minutes" else x)
             ax.grid(alpha=0.3)
         axes[i, 0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -178,26 +196,23 @@ def main() -> None:
     parser.add_argument("--set", default="{}", help="JSON dict of CMVAE parameters overriding the config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")
     parser.add_argument("--out", default=os.environ.get("OUT", "diagnostics"))
+    parser.add_argument("--x", default="minutes", choices=("minutes", "epoch"), help="--plot: the x axis")
     parser.add_argument("--plot", action="store_true", help="only draw the curves of the CSVs in --out")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.plot:
-        print(plot(out))
+        print(plot(out, args.x))
         return
     if not args.name:
         parser.error("NAME is required unless --plot")
     torch.set_num_threads(args.threads)
     params = params_from(args.config, json.loads(args.set))
-    rows = []
-    for seed in args.seeds:
-        rows += run(args.name, args.data, seed, params, out)
-        with (out / f"{args.name}.csv").open("w", newline="") as f:
-            keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("name", "data", "seed", "epoch", "minutes"), k))
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
+    (out / f"{args.name}.csv").unlink(missing_ok=True)  # this script's own output, rewritten per call
+    finals = {seed: run(args.name, args.data, seed, params, out, args.accelerator) for seed in args.seeds}
+    (out / f"{args.name}.final.json").write_text(json.dumps({str(k): v for k, v in finals.items()}, indent=1))
     print(" ".join(sys.argv), file=(out / f"{args.name}.cmd").open("w"))
 
 

@@ -44,6 +44,10 @@ def test_latent_diagnostics_on_a_perfect_prior_and_on_a_prior_that_found_the_mod
     assert out["kmeans_vote_nmi"] == pytest.approx(1.0)
     assert out["clusters_used"] == 4 and out["pi_entropy"] == pytest.approx(1.0)
     assert out["prior_gap"] < 0.5
+    assert out["kmeans_r2"] > 0.95  # well-separated clusters explain almost all the variance
+    structureless = latent_diagnostics(torch.randn(3, len(labels), 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                                       log_post, prior.log_weights().detach(), prior.means.detach(), labels)
+    assert structureless["kmeans_r2"] < 0.6
 
     # far apart modalities: k-means on the pooled codes finds them, while the mixture mean keeps the clusters
     shifted, labels, _ = _codes(400.0)

@@ -348,3 +348,70 @@ def test_lightning_product_tips_are_not_shown(caplog):
     with caplog.at_level(logging.INFO):
         make_trainer(epochs=1, out_dir=None, accelerator="cpu", devices=1, progress=False)
     assert not [r for r in caplog.records if "litlogger" in r.getMessage()]
+
+
+class _FakeTrainer:
+    """What :class:`KMeansPriorInit` reads of a trainer: the epoch counter, the planned epochs, callbacks."""
+
+    def __init__(self, max_epochs: int) -> None:
+        self.current_epoch, self.max_epochs, self.callbacks, self.optimizers = 0, max_epochs, [], []
+
+
+def _scripted_placement(checks: dict[int, tuple[bool, float | None]], max_epochs: int = 12, deadline: int = 8):
+    """Run KMeansPriorInit(when="ready") over ``max_epochs`` epochs with scripted readiness checks
+    (epoch -> (stable, ARI of the model's clusters with the latent's)); returns the epochs it placed at
+    and the epochs it checked."""
+    from cmvae.callbacks import KMeansPriorInit
+
+    callback = KMeansPriorInit(None, [torch.zeros(10, 2)], deadline, seed=0, when="ready")  # type: ignore[arg-type]
+    trainer, placed, checked = _FakeTrainer(max_epochs), [], []
+
+    def check(pl_module):
+        checked.append(trainer.current_epoch + 1)
+        return checks.get(trainer.current_epoch + 1, (False, 1.0 if callback.done else None))
+
+    def init(trainer_, pl_module, reason):
+        placed.append(trainer.current_epoch + 1)
+        callback.done = True
+        callback.placements.append(reason)
+
+    callback._check, callback._init = check, init  # type: ignore[method-assign]
+    for epoch in range(max_epochs):
+        trainer.current_epoch = epoch
+        callback.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    return placed, checked
+
+
+def test_ready_placement_waits_for_a_stable_latent_and_follows_it_when_it_moves():
+    # a stable partition at epoch 5 (checks start at half the deadline, epoch 4): placed then, not at 8
+    placed, checked = _scripted_placement({5: (True, None)})
+    assert placed == [5] and checked[0] == 4
+    # never stable: placed at the deadline
+    placed, _ = _scripted_placement({})
+    assert placed == [8]
+    # placed at 5; at 7 the latent is stable on a partition the model does not follow: placed again;
+    # a stable partition it follows (ARI 0.9) changes nothing; no checks after 90 % of training
+    placed, checked = _scripted_placement({5: (True, None), 6: (True, 0.9), 7: (True, 0.2)})
+    assert placed == [5, 7] and max(checked) <= 10
+    # at most MAX_REPLACEMENTS placements after the first
+    placed, _ = _scripted_placement({4: (True, None), 5: (True, 0.1), 6: (True, 0.1), 7: (True, 0.1), 8: (True, 0.1)})
+    assert placed == [4, 5, 6]
+
+
+def test_ready_placement_on_separable_data_comes_before_the_deadline_and_is_kept_in_checkpoints(tmp_path):
+    from cmvae.callbacks import KMeansPriorInit
+
+    views, y = make_data(192, seed=5)
+    seen = {}
+
+    class Grab(L.Callback):
+        def on_train_end(self, trainer, pl_module):
+            seen["callback"] = next(cb for cb in trainer.callbacks if isinstance(cb, KMeansPriorInit))
+
+    model = CMVAE(epochs=6, **{**FAST, "cluster_init_epoch": 6, "lr": 1e-2})
+    model.fit(views, out_dir=tmp_path / "run", callbacks=[Grab()])
+    placements = seen["callback"].placements
+    assert placements and "stable" in placements[0], placements
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = [v for k, v in state["callbacks"].items() if "KMeansPriorInit" in k]
+    assert saved and saved[0]["done"] and saved[0]["placements"] == placements

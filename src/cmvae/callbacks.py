@@ -54,23 +54,56 @@ def _forget_optimiser_state(trainer: L.Trainer, parameters) -> None:
 
 class KMeansPriorInit(L.Callback):
     """Place the cluster components on k-means centroids of the posterior means (VaDE's
-    initialisation, without a separate pre-training run) once warm-up is over.
+    initialisation, without a separate pre-training run) once the shared latent holds clusters.
 
-    Warm-up ends after ``epoch`` epochs or, when training has a time limit, after the same
-    fraction (``epoch / max_epochs``) of that time, whichever comes first. If training stops
-    before that, the components are placed at the end so the model still clusters.
-    ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
+    ``when="epoch"``: after ``epoch`` epochs or, when training has a time limit, after the same
+    fraction (``epoch / max_epochs``) of that time, whichever comes first.
+
+    ``when="ready"`` (the default of :class:`~cmvae.CMVAE`): the same time is the deadline, and from
+    half of it on the placement comes as soon as the latent is *ready*: k-means on the mixture means
+    of a fixed subsample of ``check_points`` training samples gives the same partition at two
+    consecutive epochs (adjusted Rand index >= ``STABLE_ARI``). After the placement and until 90 % of
+    training, the same check runs every epoch; when the latent has moved to a stable partition that
+    the model's own clusters no longer follow (their ARI with it < ``FOLLOW_ARI``) the components are
+    placed again, at most ``MAX_REPLACEMENTS`` times. No labels are used: the latent learns the
+    shared content at a speed that varies between seeds and data sets, and a clock-based placement
+    (``"epoch"``) fixes clusters on a latent that may not hold them yet.
+
+    If training stops before the placement, the components are placed at the end so the model
+    still clusters. ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
     """
 
+    STABLE_ARI = 0.8
+    FOLLOW_ARI = 0.5
+    MAX_REPLACEMENTS = 2
+    LATEST_REPLACEMENT = 0.9
+
     def __init__(self, estimator: "CMVAE", views: list[torch.Tensor], epoch: int, seed: int,
-                 mask: torch.Tensor | None = None) -> None:
+                 mask: torch.Tensor | None = None, when: str = "epoch", check_points: int = 2000) -> None:
+        if when not in ("epoch", "ready"):
+            raise ValueError(f"when must be 'epoch' or 'ready', got {when!r}")
         self.estimator = estimator
         self.views = views
         self.mask = mask
         self.epoch = epoch
         self.seed = seed
+        self.when = when
+        n = views[0].shape[0]
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(n, check_points)]
+        self.check_ids = pick.sort().values
         self.done = False
+        self.placements: list[str] = []
+        self._previous: np.ndarray | None = None
 
+    # -- state kept in checkpoints (a resumed run knows whether the components were placed) --------
+    def state_dict(self) -> dict:
+        return {"done": self.done, "placements": list(self.placements)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.done = bool(state_dict.get("done", self.done))
+        self.placements = list(state_dict.get("placements", self.placements))
+
+    # -- the placement ------------------------------------------------------------------------------
     def _init(self, trainer: L.Trainer, pl_module: L.LightningModule, reason: str) -> None:
         module, schema = self.estimator._fitted()
         codes = _mixture_means(module, schema, self.views, pl_module.device, mask=self.mask)
@@ -78,34 +111,70 @@ class KMeansPriorInit(L.Callback):
         prior.init_from_codes(codes, seed=self.seed)
         _forget_optimiser_state(trainer, prior.parameters())
         self.done = True
-        log.info("cluster prior initialised by k-means on %d latent codes (%s)", codes.shape[0], reason)
+        self.placements.append(reason)
+        log.info("cluster prior placed by k-means on %d latent codes (%s)", codes.shape[0], reason)
 
-    def _time_fraction(self, trainer: L.Trainer) -> float | None:
+    def _progress(self, trainer: L.Trainer) -> float:
+        """Fraction of training done: of the epochs, or of the time limit when that is further on."""
+        max_epochs = trainer.max_epochs or 0
+        by_epochs = (trainer.current_epoch + 1) / max_epochs if max_epochs > 0 else 0.0
         timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # type: ignore[attr-defined]
         if timer is None or timer._duration is None:
-            return None
-        return timer.time_elapsed("train") / timer._duration
+            return by_epochs
+        return max(by_epochs, timer.time_elapsed("train") / timer._duration)
+
+    def _check(self, pl_module: L.LightningModule) -> tuple[bool, float | None]:
+        """(the latent's k-means partition is stable since the last check, ARI of the model's own
+        clusters with that partition) on the check subsample; labels of this check are kept."""
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import adjusted_rand_score
+
+        module, schema = self.estimator._fitted()
+        views = [x[self.check_ids] for x in self.views]
+        mask = self.mask[self.check_ids] if self.mask is not None else None
+        codes = _mixture_means(module, schema, views, pl_module.device, mask=mask).double()
+        prior = module.prior  # type: ignore[union-attr]
+        k = len(prior.active_ids())
+        labels = KMeans(n_clusters=k, n_init=2, random_state=self.seed).fit(codes.numpy()).labels_
+        stable = self._previous is not None and adjusted_rand_score(self._previous, labels) >= self.STABLE_ARI
+        self._previous = labels
+        if not self.done:
+            return stable, None
+        with torch.no_grad():
+            own = prior.log_posterior(codes.to(prior.means)).argmax(-1).cpu().numpy()
+        return stable, float(adjusted_rand_score(labels, own))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.epoch == 0 and trainer.current_epoch == 0:
+        if self.epoch == 0 and trainer.current_epoch == 0 and not self.done:
             self._init(trainer, pl_module, "before training")
         elif trainer.current_epoch >= self.epoch:
-            self.done = True  # resumed after the initialisation: keep the trained components
+            self.done = True  # resumed after the deadline: keep the trained components
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.done:
-            return
-        if trainer.current_epoch + 1 >= self.epoch:
-            self._init(trainer, pl_module, f"after {trainer.current_epoch + 1} epochs")
-            return
-        fraction = self._time_fraction(trainer)
+        progress = self._progress(trainer)
         max_epochs = trainer.max_epochs or 0
-        if fraction is not None and max_epochs > 0 and fraction >= self.epoch / max_epochs:
-            self._init(trainer, pl_module, f"after {fraction:.0%} of the time limit")
+        deadline = self.epoch / max_epochs if max_epochs > 0 else 1.0
+        due = trainer.current_epoch + 1 >= self.epoch or progress >= deadline
+        if self.when == "epoch":
+            if not self.done and due:
+                self._init(trainer, pl_module, f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)")
+            return
+        if not self.done and progress < deadline / 2:
+            return
+        replacements = len(self.placements) - 1
+        if self.done and (replacements >= self.MAX_REPLACEMENTS or progress >= self.LATEST_REPLACEMENT):
+            return
+        stable, follows = self._check(pl_module)
+        where = f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)"
+        if not self.done and (stable or due):
+            self._init(trainer, pl_module, f"{where}: the latent's clusters {'are stable' if stable else 'deadline'}")
+        elif self.done and stable and follows is not None and follows < self.FOLLOW_ARI:
+            self._init(trainer, pl_module, f"{where}: again, the model's clusters no longer follow the latent's "
+                                           f"(ARI {follows:.2f})")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.done:
-            log.warning("training stopped before the cluster initialisation epoch: initialising at the end")
+            log.warning("training stopped before the cluster placement: placing the components at the end")
             self._init(trainer, pl_module, "at the end of training")
 
 

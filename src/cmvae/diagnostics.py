@@ -8,6 +8,8 @@ how the unimodal codes z_m are organised:
   and ``vote_nmi``/``evidence_nmi`` (and ``_ari``) for both assignment rules;
 * ``kmeans_mean_nmi``/``_ari``: k-means on the mixture means z-bar = mean_m E[z | x_m]
   (what ``transform`` returns): how much cluster structure the shared latent holds;
+  ``kmeans_r2``, the same without labels: the share of the variance of z-bar that those k-means
+  clusters explain (1 - inertia / total sum of squares);
 * ``kmeans_vote_nmi``/``_ari``: one k-means fitted on the pooled unimodal codes, each z_m
   labelled by it, then a majority vote -- low when the z_m of different modalities sit apart;
 * ``modality_share``/``cluster_share``: fractions of the pooled z_m variance explained by the
@@ -88,6 +90,8 @@ def latent_diagnostics(
     km = _kmeans(mixture_mean, k, seed)
     scores = clustering_scores(labels, km.labels_)
     out["kmeans_mean_nmi"], out["kmeans_mean_ari"] = float(scores["nmi"]), float(scores["ari"])
+    total = float(((mixture_mean - mixture_mean.mean(0)) ** 2).sum())
+    out["kmeans_r2"] = 1.0 - float(km.inertia_) / total if total > 0 else 0.0
 
     pooled = z_loc.reshape(m_count * n, -1).double().numpy()
     km_pooled = _kmeans(pooled, k, seed)

@@ -130,7 +130,8 @@ class _seeded:
 
 #: Values of parameters added after format 1 that reproduce how older saved models were built
 #: (a saved model without the key was trained with this value, whatever today's default is).
-LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote"}
+LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote",
+                                  "cluster_init_when": "epoch"}
 
 
 def fit_seed(estimator: Any) -> int:
@@ -897,6 +898,7 @@ class CMVAE(MultimodalEstimator):
         prior_mean_init_std: float = 1.0,
         cluster_init: str = "kmeans",
         cluster_init_epoch: int | None = None,
+        cluster_init_when: str = "ready",
         assignment: str = "evidence",
         scale_param: str = "softplus",
         encoder_branches: str = "separate",
@@ -905,6 +907,7 @@ class CMVAE(MultimodalEstimator):
         check_int("n_clusters", n_clusters, 1)
         check_choice("cluster_init", cluster_init, ("kmeans", "random", "uniform"))
         check_choice("assignment", assignment, ("evidence", "vote"))
+        check_choice("cluster_init_when", cluster_init_when, ("ready", "epoch"))
         if cluster_init_epoch is not None:
             check_int("cluster_init_epoch", cluster_init_epoch, 0)
         check_number("prior_mean_init_std", prior_mean_init_std, 0.0)
@@ -915,6 +918,7 @@ class CMVAE(MultimodalEstimator):
         self.prior_mean_init_std = prior_mean_init_std
         self.cluster_init = cluster_init
         self.cluster_init_epoch = cluster_init_epoch
+        self.cluster_init_when = cluster_init_when
         self.assignment = assignment
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
                          encoder_branches=encoder_branches, **kwargs)
@@ -922,14 +926,17 @@ class CMVAE(MultimodalEstimator):
     @property
     def cluster_init_epoch_(self) -> int:
         """Epoch after which k-means places the cluster components (default: two thirds of
-        ``epochs``: the shared latent must carry the cluster structure before it is clustered)."""
+        ``epochs``: the shared latent must carry the cluster structure before it is clustered); with
+        ``cluster_init_when="ready"`` the latest epoch: the placement comes from half of it on, as
+        soon as k-means finds a stable partition of the latent (see :class:`~cmvae.callbacks.KMeansPriorInit`)."""
         if self.cluster_init_epoch is not None:
             return self.cluster_init_epoch
         return max(1, (2 * self.epochs) // 3)
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self._fit_seed(), mask)]
+            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self._fit_seed(), mask,
+                                    when=self.cluster_init_when)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:
