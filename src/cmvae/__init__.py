@@ -1,6 +1,6 @@
 """cmvae: deep generative clustering of multimodal data (Clustering Multimodal VAE and friends)."""
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .estimator import CMVAE, MultimodalEstimator, NotFittedError, ParameterError  # noqa: E402
 from .saving import ModelFileError  # noqa: E402

@@ -30,21 +30,19 @@ K = 10 costs 10 x M^2 decoder passes per batch: on a CPU use ``n_samples=1`` or 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from .config import ConfigError, ModelConfig, RunConfig, config_from_dict
 from .estimator import (
-    _ESTIMATORS,
     CMVAE,
     MultimodalEstimator,
     ParameterError,
     check_int,
     check_number,
-    register_estimator,
 )
 from .models.base import MultimodalVAE
 from .models.mmjsd import MMJSDModule
@@ -53,6 +51,7 @@ from .models.mmvae_plus import MMVAEPlusModule
 from .models.mopoe import MoPoEModule
 from .models.mvae import MVAEModule
 from .models.mvtcae import MVTCAEModule
+from .registry import estimator_class, estimator_defaults, register_estimator
 from .schema import ArrayLike, DataSchema, DataValidationError
 
 __all__ = [
@@ -247,28 +246,6 @@ class MMVAEPlus(BaselineEstimator):
 # ------------------------------------------------------------------------ selection by name
 
 
-def estimator_class(type_name: str) -> type[MultimodalEstimator]:
-    """The estimator class of a ``model_type`` (``cmvae``, ``mvae``, ``mmvae``, ``mopoe``, ``mmjsd``,
-    ``mvtcae``, ``mmvae_plus``); ValueError naming the known types otherwise."""
-    klass = _ESTIMATORS.get(type_name)
-    if klass is None:
-        raise ValueError(f"unknown model type {type_name!r}; known: {', '.join(sorted(_ESTIMATORS))}")
-    return klass
-
-
-def estimator_defaults(klass: type[MultimodalEstimator]) -> dict[str, Any]:
-    """Constructor defaults of ``klass`` (the most derived class's default wins)."""
-    out: dict[str, Any] = {}
-    for base in klass.__mro__:
-        if "__init__" not in base.__dict__ or base is object:
-            continue
-        for name, p in inspect.signature(base.__init__).parameters.items():
-            if name in ("self", "kwargs", "encoders", "decoders") or p.default is inspect.Parameter.empty:
-                continue
-            out.setdefault(name, p.default)
-    return out
-
-
 def make_estimator(config: Any, **overrides: Any) -> MultimodalEstimator:
     """Build the estimator a config describes.
 
@@ -278,8 +255,6 @@ def make_estimator(config: Any, **overrides: Any) -> MultimodalEstimator:
     validated like a YAML file (:class:`~cmvae.config.ConfigError` naming the key).
     ``overrides`` are estimator parameters set last (e.g. ``epochs=1, progress=False``).
     """
-    from .config import ConfigError, ModelConfig, RunConfig, config_from_dict
-
     if isinstance(config, Mapping):
         if set(config) & {"model", "training", "data"}:
             config = config_from_dict(dict(config), source="<make_estimator>")

@@ -39,13 +39,13 @@ from .estimator import (
     fit_seed,
     pick_device,
     refuse_partial_training,
-    register_estimator,
 )
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
 from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
 from .models.vade import VaDEModule
 from .nets import build_networks
+from .registry import register_estimator
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views
 from .training import ViewsDataset, _identity_collate, make_loader, make_trainer, quiet_lightning_warnings
 

@@ -53,6 +53,7 @@ from .metrics.clustering import format_scores_table
 from .metrics.coherence import tuple_coherence
 from .metrics.frechet import FD_NAME
 from .plots import save_coherence_quality_figure, save_training_curves
+from .registry import estimator_class, estimator_defaults
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,6 @@ def _build(model_type: str, params: dict[str, Any]) -> MultimodalEstimator:
     MVAE/MMVAE/MoPoE/mmJSD/MVTCAE, Gaussian latents for the product-of-experts models, the
     model's own ELBO-type objective for the models that have one.
     """
-    from .baselines import estimator_class, estimator_defaults
-
     try:
         klass = estimator_class(model_type)
     except ValueError as err:

@@ -27,6 +27,8 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from .registry import estimator_class, estimator_defaults, estimator_types, find_estimator
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -241,8 +243,6 @@ class ModelConfig(_Strict):
         """Fill the chosen model's defaults; reject keys it does not use (unless at their default)."""
         if not isinstance(data, dict) or not isinstance(data.get("type", "cmvae"), str):
             return data
-        from .baselines import estimator_class, estimator_defaults
-
         try:
             klass = estimator_class(data.get("type", "cmvae"))
         except ValueError:
@@ -292,9 +292,7 @@ DISPLAY_NAMES = {"cmvae": "CMVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "M
 
 def known_model_types() -> list[str]:
     """Model types a config may name: those of ``model.type`` and every registered estimator."""
-    from .estimator import _ESTIMATORS
-
-    return sorted(set(get_args(ModelConfig.model_fields["type"].annotation)) | set(_ESTIMATORS))
+    return sorted(set(get_args(ModelConfig.model_fields["type"].annotation)) | set(estimator_types()))
 
 
 def _check_values(section: type[_Strict], values: dict[str, Any]) -> None:
@@ -332,8 +330,6 @@ class CompareEntry(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "CompareEntry":
-        from .estimator import _ESTIMATORS
-
         known = known_model_types()
         if self.type not in known:
             close = difflib.get_close_matches(self.type, known, n=1)
@@ -345,7 +341,7 @@ class CompareEntry(BaseModel):
                 f"{shared[0]} cannot differ between models: every model gets the same training budget "
                 "(training.epochs, training.max_time_minutes) and the seeds of compare.seeds"
             )
-        klass = _ESTIMATORS.get(self.type)
+        klass = find_estimator(self.type)
         accepted = set(klass._param_names()) if klass is not None else None
         model_keys = set(ModelConfig.model_fields) - {"type"}
         for key, value in self.overrides.items():
@@ -499,8 +495,6 @@ class RunConfig(_Strict):
         """Keyword arguments for the estimator of ``model.type`` (``CMVAE(**kwargs)`` by default):
         the model settings that estimator takes, and the training settings.
         :func:`cmvae.baselines.make_estimator` builds the right class."""
-        from .baselines import estimator_class
-
         accepted = set(estimator_class(self.model.type)._param_names())
         kwargs = {k: v for k, v in self.model.model_dump(exclude={"type"}).items() if k in accepted}
         kwargs.update(self.training.model_dump())

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .callbacks import ClusteringMonitor, KMeansPriorInit
 from .distributions import likelihood as make_likelihood
 from .models.base import MultimodalVAE
@@ -35,6 +35,7 @@ from .models.cmvae import CMVAEModule
 from .missing import fill_unobserved, masked_mean, observation_mask
 from .nets import build_networks
 from .objectives import Posteriors
+from .registry import _ESTIMATORS, register_estimator
 from .schema import ArrayLike, DataSchema, DataValidationError, as_views, views_of
 from .saving import (
     CONFIG_FILE,
@@ -1103,13 +1104,7 @@ class CMVAE(MultimodalEstimator):
         return clustering_scores(np.asarray(y), self.predict(views, mask=mask))
 
 
-_ESTIMATORS: dict[str, type[MultimodalEstimator]] = {"cmvae": CMVAE}
-
-
-def register_estimator(klass: type[MultimodalEstimator]) -> type[MultimodalEstimator]:
-    """Make ``load`` find a model type (used by the baselines)."""
-    _ESTIMATORS[klass.model_type] = klass
-    return klass
+register_estimator(CMVAE)
 
 
 def check_checkpoint(path: Path, plan: L.LightningModule, epochs: int) -> None:

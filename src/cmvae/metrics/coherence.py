@@ -35,6 +35,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .._version import __version__
+
 __all__ = [
     "ModalityClassifiers",
     "ConditionalCoherence",
@@ -221,8 +223,6 @@ class ModalityClassifiers:
             f"m{m}.{k}": v.detach().cpu().contiguous() for m, net in enumerate(self.nets) for k, v in net.state_dict().items()
         }
         save_file(state, str(path / WEIGHTS_FILE))
-        from .. import __version__
-
         config = {
             "format_version": CLASSIFIERS_FORMAT,
             "cmvae_version": __version__,
