@@ -363,7 +363,7 @@ def _scripted_placement(checks: dict[int, tuple[bool, float | None]], max_epochs
     and the epochs it checked."""
     from cmvae.callbacks import KMeansPriorInit
 
-    callback = KMeansPriorInit(None, [torch.zeros(10, 2)], deadline, seed=0, when="ready")  # type: ignore[arg-type]
+    callback = KMeansPriorInit(None, None, [torch.zeros(10, 2)], deadline, seed=0, when="ready")  # type: ignore[arg-type]
     trainer, placed, checked = _FakeTrainer(max_epochs), [], []
 
     def check(pl_module):

@@ -1,10 +1,14 @@
 """Lightning callbacks that the estimators add to ``fit``: the k-means initialisation of the
-cluster prior and the per-epoch clustering scores on labelled validation data."""
+cluster prior and the per-epoch clustering scores on labelled validation data.
+
+They receive what they act on (the torch module, its data schema, the views, the seed, the
+assignment rule), not the estimator that builds them: :meth:`~cmvae.estimator.MultimodalEstimator.fit`
+creates the module and schema before the callbacks (a resumed fit too), and Lightning loads a
+checkpoint's weights into that same module."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -14,10 +18,7 @@ from lightning.pytorch.callbacks import Timer
 from .missing import masked_mean
 from .models.base import MultimodalVAE
 from .schema import DataSchema
-from .selection import assign_clusters
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .estimator import CMVAE, MultimodalEstimator
+from .selection import AssignmentRule, assign_clusters
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class KMeansPriorInit(L.Callback):
     (``"epoch"``) fixes clusters on a latent that may not hold them yet.
 
     If training stops before the placement, the components are placed at the end so the model
-    still clusters. ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
+    still clusters. ``module``: the model being trained (its ``prior`` is a cluster prior), ``schema``
+    its data schema; ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
     """
 
     STABLE_ARI = 0.8
@@ -78,11 +80,12 @@ class KMeansPriorInit(L.Callback):
     MAX_REPLACEMENTS = 2
     LATEST_REPLACEMENT = 0.9
 
-    def __init__(self, estimator: "CMVAE", views: list[torch.Tensor], epoch: int, seed: int,
+    def __init__(self, module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], epoch: int, seed: int,
                  mask: torch.Tensor | None = None, when: str = "epoch", check_points: int = 2000) -> None:
         if when not in ("epoch", "ready"):
             raise ValueError(f"when must be 'epoch' or 'ready', got {when!r}")
-        self.estimator = estimator
+        self.module = module
+        self.schema = schema
         self.views = views
         self.mask = mask
         self.epoch = epoch
@@ -105,8 +108,8 @@ class KMeansPriorInit(L.Callback):
 
     # -- the placement ------------------------------------------------------------------------------
     def _init(self, trainer: L.Trainer, pl_module: L.LightningModule, reason: str) -> None:
-        module, schema = self.estimator._fitted()
-        codes = _mixture_means(module, schema, self.views, pl_module.device, mask=self.mask)
+        module = self.module
+        codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask)
         prior = module.prior  # type: ignore[union-attr]
         prior.init_from_codes(codes, seed=self.seed)
         _forget_optimiser_state(trainer, prior.parameters())
@@ -129,10 +132,10 @@ class KMeansPriorInit(L.Callback):
         from sklearn.cluster import KMeans
         from sklearn.metrics import adjusted_rand_score
 
-        module, schema = self.estimator._fitted()
+        module = self.module
         views = [x[self.check_ids] for x in self.views]
         mask = self.mask[self.check_ids] if self.mask is not None else None
-        codes = _mixture_means(module, schema, views, pl_module.device, mask=mask).double()
+        codes = _mixture_means(module, self.schema, views, pl_module.device, mask=mask).double()
         prior = module.prior  # type: ignore[union-attr]
         k = len(prior.active_ids())
         labels = KMeans(n_clusters=k, n_init=2, random_state=self.seed).fit(codes.numpy()).labels_
@@ -179,14 +182,19 @@ class KMeansPriorInit(L.Callback):
 
 
 class ClusteringMonitor(L.Callback):
-    """Logs NMI/ARI/ACC of the model's clusters (its ``assignment`` rule) on labelled validation views at
-    the end of every epoch (only the observed modalities count where ``mask`` ``[N, M]`` marks holes). With ``diagnostics`` (fully observed
-    views of a clustering model) it also logs :func:`~cmvae.diagnostics.latent_diagnostics`:
-    k-means on the latent, modality offsets, clusters used, entropy of pi, ... as ``val/<name>``."""
+    """Logs NMI/ARI/ACC of the clusters of ``module`` (by the estimator's ``assignment`` rule) on labelled
+    validation views at the end of every epoch (only the observed modalities count where ``mask`` ``[N, M]`` marks
+    holes); a module without clusters logs nothing. With ``diagnostics`` (fully observed views) it also logs
+    :func:`~cmvae.diagnostics.latent_diagnostics` (seeded by ``seed``): k-means on the latent, modality offsets,
+    clusters used, entropy of pi, ... as ``val/<name>``."""
 
-    def __init__(self, estimator: "MultimodalEstimator", views: list[torch.Tensor], labels: np.ndarray,
-                 mask: torch.Tensor | None = None, diagnostics: bool = True) -> None:
-        self.estimator = estimator
+    def __init__(self, module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], labels: np.ndarray,
+                 mask: torch.Tensor | None = None, diagnostics: bool = True, *,
+                 assignment: AssignmentRule = "vote", seed: int | None = None) -> None:
+        self.module = module
+        self.schema = schema
+        self.assignment = assignment
+        self.seed = seed
         self.views = views
         self.labels = labels
         self.mask = mask
@@ -194,11 +202,11 @@ class ClusteringMonitor(L.Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not hasattr(self.estimator.module_, "cluster_log_posteriors"):
+        if trainer.sanity_checking or not hasattr(self.module, "cluster_log_posteriors"):
             return
         from .metrics import clustering_scores
 
-        module, schema = self.estimator._fitted()
+        module, schema = self.module, self.schema
         device = pl_module.device
         log_posts, codes = [], []
         for start in range(0, self.views[0].shape[0], 1024):
@@ -208,14 +216,14 @@ class ClusteringMonitor(L.Callback):
             log_posts.append(module.prior.log_posterior(z_loc).cpu())  # type: ignore[union-attr]
         log_post = torch.cat(log_posts, dim=1)
         prior = module.prior  # type: ignore[union-attr]
-        rule = getattr(self.estimator, "assignment", "vote")
+        rule = self.assignment
         labels = assign_clusters(log_post, prior.log_weights().detach().cpu(), self.mask, rule).numpy()
         scores = {k: float(v) for k, v in clustering_scores(self.labels, labels).items() if k in ("nmi", "ari", "acc")}
         if self.diagnostics:
             from .diagnostics import latent_diagnostics
 
             extra = latent_diagnostics(torch.cat(codes, dim=1), log_post, prior.log_weights().detach().cpu(),
-                                       prior.means.detach().cpu(), self.labels, seed=self.estimator.seed, rule=rule)
+                                       prior.means.detach().cpu(), self.labels, seed=self.seed, rule=rule)
             scores.update({k: v for k, v in extra.items() if k not in scores})
         headline = ("nmi", "ari", "acc")
         pl_module.log_dict({f"val/{k}": scores[k] for k in headline}, prog_bar=True)

@@ -418,7 +418,8 @@ class MultimodalEstimator:
         history = EpochHistory()
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
         if val is not None and val_labels is not None:
-            extra.append(ClusteringMonitor(self, val, np.asarray(val_labels), val_observed))
+            extra.append(ClusteringMonitor(*self._fitted(), val, np.asarray(val_labels), val_observed,
+                                           assignment=getattr(self, "assignment", "vote"), seed=self.seed))
         trainer = make_trainer(
             epochs=self.epochs,
             out_dir=out_dir,
@@ -936,7 +937,7 @@ class CMVAE(MultimodalEstimator):
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
-            return [KMeansPriorInit(self, train, self.cluster_init_epoch_, self._fit_seed(), mask,
+            return [KMeansPriorInit(*self._fitted(), train, self.cluster_init_epoch_, self._fit_seed(), mask,
                                     when=self.cluster_init_when)]
         return []
 
