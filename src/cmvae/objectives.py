@@ -38,15 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
 
 from .distributions import LocScaleFamily
 from .experts import gaussian_kl, nonempty_subsets, product_of_experts, subset_posteriors
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .models.base import MultimodalVAE
 
 EstimatorName = Literal["elbo", "iwae", "dreg"]
 
@@ -108,6 +105,43 @@ class ObjectiveTerms:
     def non_finite(self) -> list[str]:
         """Names of the terms that are NaN or infinite (for error messages)."""
         return [name for name, value in self.as_dict().items() if not math.isfinite(value)]
+
+
+class AuxiliaryPriors(Protocol):
+    """The private-latent priors p(w_m) and auxiliary distributions r_n an objective uses."""
+
+    def log_prob(self, w: torch.Tensor) -> torch.Tensor: ...
+
+    def sample_aux(self, shape: tuple[int, ...]) -> torch.Tensor: ...
+
+
+class ObjectiveModel(Protocol):
+    """What the objectives call on a model: :class:`cmvae.models.base.MultimodalVAE` has all of it.
+
+    The objectives depend on this, not on the model class (the models call the objectives)."""
+
+    z_family: LocScaleFamily
+    w_family: LocScaleFamily
+    private_prior: AuxiliaryPriors
+    private_dim: int
+
+    def encode(self, views: Sequence[torch.Tensor]) -> Posteriors:
+        """Posterior parameters of every modality: ``[M, B, dim]`` each."""
+        ...
+
+    def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z): ``[..., shared_dim] -> [...]``."""
+        ...
+
+    def cross_log_likelihoods(
+        self, views: Sequence[torch.Tensor], z: torch.Tensor, w_own: torch.Tensor, w_aux: torch.Tensor
+    ) -> torch.Tensor:
+        """lambda_n log p(x_n | z_m, w_n) of every source m and target n: ``[M_src, M_tgt, K, B]``."""
+        ...
+
+    def _target_log_likelihood(self, n: int, x: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """lambda_n log p(x_n | z, w): ``[..., B]`` for latents ``[..., B, d]``."""
+        ...
 
 
 def mixture_log_prob(
@@ -197,7 +231,7 @@ def reduce_log_weights(
 
 
 def multimodal_objective(
-    model: "MultimodalVAE",
+    model: ObjectiveModel,
     views: list[torch.Tensor],
     *,
     n_samples: int = 1,
@@ -306,7 +340,7 @@ def _only_observed(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # product-of-experts baselines (Gaussian shared latent only, standard prior N(0, I))
 # ---------------------------------------------------------------------------------------
-def reconstructions(model: "MultimodalVAE", views: list[torch.Tensor], z: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+def reconstructions(model: ObjectiveModel, views: list[torch.Tensor], z: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
     """lambda_n log p(x_n | z) for each target n of a model without private latents:
     z ``[..., B, dz]`` -> ``[len(targets), ..., B]``."""
     if model.private_dim:
@@ -316,7 +350,7 @@ def reconstructions(model: "MultimodalVAE", views: list[torch.Tensor], z: torch.
 
 
 def reconstruction_and_kl(
-    model: "MultimodalVAE",
+    model: ObjectiveModel,
     views: list[torch.Tensor],
     loc: torch.Tensor,
     scale: torch.Tensor,
@@ -340,7 +374,7 @@ def _objective_terms(objective: torch.Tensor, rec: torch.Tensor, **extra: torch.
 
 
 def mvae_objective(
-    model: "MultimodalVAE",
+    model: ObjectiveModel,
     views: list[torch.Tensor],
     *,
     n_samples: int = 1,
@@ -366,7 +400,7 @@ def mvae_objective(
 
 
 def mopoe_objective(
-    model: "MultimodalVAE",
+    model: ObjectiveModel,
     views: list[torch.Tensor],
     *,
     n_samples: int = 1,
@@ -398,7 +432,7 @@ def mopoe_objective(
 
 
 def mmjsd_objective(
-    model: "MultimodalVAE", views: list[torch.Tensor], *, n_samples: int = 1, beta: float = 1.0
+    model: ObjectiveModel, views: list[torch.Tensor], *, n_samples: int = 1, beta: float = 1.0
 ) -> ObjectiveTerms:
     """mmJSD (Sutter, Daunhawer & Vogt 2020, Eq. 8): E_{q(z|X)}[log p(X|z)] - beta JS_pi(q(z|x_1), ...,
     q(z|x_M), p(z)) with q(z|X) = (1/M) sum_m q(z|x_m) (the expectation summed over m exactly) and
@@ -417,7 +451,7 @@ def mmjsd_objective(
 
 
 def mvtcae_objective(
-    model: "MultimodalVAE",
+    model: ObjectiveModel,
     views: list[torch.Tensor],
     *,
     n_samples: int = 1,
