@@ -12,16 +12,41 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..schema import DataValidationError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import DataConfig
+__all__ = ["DataSpec", "RunData", "load_arrays", "load_data"]
 
-__all__ = ["RunData", "load_arrays", "load_data"]
+
+class ModalityReaderSpec(Protocol):
+    """One modality source of ``name: files`` (:class:`cmvae.config.ModalitySource`)."""
+
+    def reader(self) -> Any: ...
+
+
+class DataSpec(Protocol):
+    """What :func:`load_data` reads of a data description: a :class:`cmvae.config.DataConfig`
+    (its ``data:`` section). The config layer sits above this module and hands it in."""
+
+    name: str
+    root: str | None
+    seed: int
+    max_train: int | None
+    max_test: int | None
+    n_modalities: int | None
+    path: str | None
+    modalities: Sequence[ModalityReaderSpec] | None
+    test_modalities: Sequence[ModalityReaderSpec] | None
+    cub_dir: str | None
+    captions_dir: str | None
+    grouping: str | None
+    image_size: int
+    max_len: int
+    min_word_count: int
 
 
 @dataclass
@@ -102,8 +127,8 @@ def load_arrays(path: str | os.PathLike) -> RunData:
     return RunData(train, labels, test, test_labels, info={"source": f"arrays from {path}"})
 
 
-def load_data(cfg: DataConfig) -> RunData:
-    """Load the views a :class:`DataConfig` describes (PolyMNIST is built offline and cached)."""
+def load_data(cfg: DataSpec) -> RunData:
+    """Load the views a :class:`~cmvae.config.DataConfig` describes (PolyMNIST is built offline and cached)."""
     if cfg.name == "polymnist":
         from . import build_polymnist
 
@@ -131,7 +156,7 @@ def load_data(cfg: DataConfig) -> RunData:
     return data
 
 
-def _load_files(cfg: DataConfig) -> RunData:
+def _load_files(cfg: DataSpec) -> RunData:
     """``name: files``: read and pair the modality sources (see :mod:`cmvae.data.datasets`)."""
     from .datasets import from_modalities
 
@@ -153,7 +178,7 @@ def _load_files(cfg: DataConfig) -> RunData:
     )
 
 
-def _load_cubicc(cfg: DataConfig) -> RunData:
+def _load_cubicc(cfg: DataSpec) -> RunData:
     from .cubicc import load_cubicc
 
     assert cfg.cub_dir is not None and cfg.captions_dir is not None
