@@ -179,6 +179,22 @@ def test_packaged_configs_load_through_importlib():
         assert load_config(packaged_config(name)).data.name == "polymnist"
 
 
+def test_load_config_takes_a_packaged_config_name(tmp_path, monkeypatch):
+    """``cmvae.load_config("polymnist_cpu")`` from Python, as ``cmvae train --config polymnist_cpu``."""
+    import cmvae
+    from cmvae.config import PACKAGED_CONFIGS, packaged_config
+
+    assert "polymnist_cpu.yaml" in PACKAGED_CONFIGS
+    for name in ("polymnist_cpu", "polymnist"):
+        assert cmvae.load_config(name) == load_config(packaged_config(name))
+    assert cmvae.load_config("polymnist_cpu.yaml") == load_config(PACKAGED / "polymnist_cpu.yaml")
+    monkeypatch.chdir(tmp_path)  # a file of that name is read first, as by the CLI
+    (tmp_path / "polymnist_cpu").write_text("data: {name: polymnist, max_train: 7}\n")
+    assert load_config("polymnist_cpu").data.max_train == 7
+    with pytest.raises(FileNotFoundError, match=r"config file not found: nope .*usable by name: polymnist_cpu.yaml"):
+        load_config("nope")
+
+
 def test_paper_config_values():
     cfg = load_config(REPO / "configs" / "polymnist.yaml")
     m, t = cfg.model, cfg.training

@@ -1,12 +1,12 @@
 """cmvae: deep generative clustering of multimodal data (Clustering Multimodal VAE and friends)."""
 
 from ._version import __version__
-
-from .estimator import CMVAE, MultimodalEstimator, NotFittedError, ParameterError  # noqa: E402
-from .saving import ModelFileError  # noqa: E402
-from .baselines import MMJSD, MMVAE, MVAE, MVTCAE, MMVAEPlus, MoPoE, make_estimator  # noqa: E402
-from .schema import DataValidationError  # noqa: E402
-from .clustering_baselines import CMC, DeepCluster, VaDE  # noqa: E402
+from .estimator import CMVAE, MultimodalEstimator, NotFittedError, ParameterError
+from .saving import ModelFileError
+from .baselines import MMJSD, MMVAE, MVAE, MVTCAE, MMVAEPlus, MoPoE, make_estimator
+from .schema import DataValidationError
+from .clustering_baselines import CMC, DeepCluster, VaDE
+from .config import load_config
 
 __all__ = [
     "CMC",
@@ -25,5 +25,6 @@ __all__ = [
     "ParameterError",
     "VaDE",
     "__version__",
+    "load_config",
     "make_estimator",
 ]

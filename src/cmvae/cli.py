@@ -23,7 +23,6 @@ status 2; ``--verbose`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import logging
 import shutil
@@ -38,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .config import packaged_config, resolve_config_path
 
 log = logging.getLogger("cmvae.cli")
 
 EXIT_USER_ERROR = 2
-PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml", "cubicc.yaml")
 BASELINE_ROW = "k-means on pixels (PCA-50)"
 MODEL_ROW = "CMVAE"
 SCORE_COLUMNS = (("nmi", "NMI"), ("ari", "ARI"), ("acc", "ACC"), ("n_clusters_used", "clusters used"))
@@ -122,29 +121,6 @@ def _parse_devices(text: str) -> Any:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto', a count or a comma-separated list of ids, got {text!r}")
-
-
-def packaged_config(name: str) -> Path:
-    """Path of a config shipped inside the package (``polymnist_cpu.yaml``, ``polymnist.yaml``)."""
-    if not name.endswith(".yaml"):
-        name += ".yaml"
-    resource = importlib.resources.files("cmvae") / "configs" / name
-    if name not in PACKAGED_CONFIGS or not resource.is_file():
-        raise FileNotFoundError(f"no packaged config {name!r}; packaged: {', '.join(PACKAGED_CONFIGS)}")
-    return Path(str(resource))
-
-
-def _resolve_config_path(text: str) -> Path:
-    """A config file path, or the name of a packaged config (``polymnist_cpu``)."""
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    name = text if text.endswith(".yaml") else text + ".yaml"
-    if "/" not in text and name in PACKAGED_CONFIGS:
-        return packaged_config(name)
-    raise FileNotFoundError(
-        f"config file not found: {text} (packaged configs, usable by name: {', '.join(PACKAGED_CONFIGS)})"
-    )
 
 
 def _apply_overrides(cfg, source: str, **training: Any):
@@ -504,7 +480,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError("--config is required (or --resume to continue a run with its own config.yaml)")
         config_path = out / "config.yaml"
     else:
-        config_path = _resolve_config_path(args.config)
+        config_path = resolve_config_path(args.config)
     cfg = load_config(config_path)
     cfg = _apply_overrides(
         cfg,
@@ -733,7 +709,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .config import load_config
     from .metrics import print_scores_table
 
-    config_path = _resolve_config_path(args.config)
+    config_path = resolve_config_path(args.config)
     cfg = load_config(config_path)
     if cfg.compare is None:
         raise CLIError(f"{config_path}: no compare: section (the models to compare and the seeds)")
@@ -766,7 +742,7 @@ def cmd_benchmark_clustering(args: argparse.Namespace) -> int:
     from .benchmark import run_clustering_benchmark
     from .config import load_config
 
-    cfg = load_config(_resolve_config_path(args.config))
+    cfg = load_config(resolve_config_path(args.config))
     if cfg.benchmark is None:
         raise CLIError(f"{args.config}: no benchmark: section (see configs/benchmark_clustering_polymnist_cpu.yaml)")
     cfg = _apply_overrides(cfg, args.config, accelerator=args.accelerator, epochs=args.epochs)

@@ -19,6 +19,7 @@ the dotted key, e.g. ``configs/run.yaml: model.n_clusterz: unknown key ...``. Th
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import os
 import re
 from pathlib import Path
@@ -40,6 +41,9 @@ __all__ = [
     "known_model_types",
     "BenchmarkConfig",
     "load_config",
+    "packaged_config",
+    "resolve_config_path",
+    "PACKAGED_CONFIGS",
     "dump_config",
     "config_from_dict",
     "RunData",
@@ -570,16 +574,43 @@ def config_from_dict(data: Any, *, source: str = "<config>", base_dir: str | os.
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
+#: Configs shipped inside the package, usable by name (``load_config("polymnist_cpu")``, ``cmvae train --config``).
+PACKAGED_CONFIGS = ("polymnist_cpu.yaml", "polymnist.yaml", "cubicc.yaml")
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a config shipped inside the package (``polymnist_cpu.yaml``, ``polymnist.yaml``)."""
+    if not name.endswith(".yaml"):
+        name += ".yaml"
+    resource = importlib.resources.files("cmvae") / "configs" / name
+    if name not in PACKAGED_CONFIGS or not resource.is_file():
+        raise FileNotFoundError(f"no packaged config {name!r}; packaged: {', '.join(PACKAGED_CONFIGS)}")
+    return Path(str(resource))
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config file path, or the name of a packaged config (``polymnist_cpu``): the file to read."""
+    text = os.fspath(path)
+    found = Path(text).expanduser()
+    if found.is_file():
+        return found
+    name = text if text.endswith(".yaml") else text + ".yaml"
+    if "/" not in text and name in PACKAGED_CONFIGS:
+        return packaged_config(name)
+    raise FileNotFoundError(
+        f"config file not found: {text} (packaged configs, usable by name: {', '.join(PACKAGED_CONFIGS)})"
+    )
+
+
 def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML run config.
+    """Read and validate a YAML run config: a file, or the name of a packaged config
+    (``load_config("polymnist_cpu")``, one of :data:`PACKAGED_CONFIGS`), as the CLI's ``--config`` takes.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` is neither a file nor a packaged config name.
         ConfigError: YAML syntax error, unknown key or invalid value (names the file and key).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = resolve_config_path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
