@@ -48,7 +48,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     views, y = make_views(2000)
     train, test, y_test = [v[:1000] for v in views], [v[1000:] for v in views], y[1000:]
-    params = dict(n_clusters=3, shared_dim=4, private_dim=2, batch_size=64, lr=5e-3, epochs=args.epochs,
+    params = dict(n_clusters=3, shared_dim=4, private_dim=2, batch_size=64, lr=5e-3, epochs=args.epochs, beta=2.5,
                   cluster_init_epoch=args.epochs // 2, likelihood="gaussian", accelerator="cpu", progress=False)
     print("| missing entries | trained on | samples | test ACC per seed | mean |")
     print("|---|---|---|---|---|")

@@ -93,7 +93,7 @@ def test_compare_section_parses_labels_folders_and_run_params(registered, tmp_pa
     assert [e.folder for e in entries] == ["CMVAE_K_2", "one_cluster_test", "CMVAE"]
     assert CompareEntry(type="cmvae", label="MMVAE+").folder == "MMVAEplus"
     params = run_params(cfg, entries[0], seed=7)
-    assert params["n_clusters"] == 2 and params["lr"] == 3e-3 and params["seed"] == 7 and params["beta"] == 2.5
+    assert params["n_clusters"] == 2 and params["lr"] == 3e-3 and params["seed"] == 7 and params["beta"] == 1.0
     model = _build("cmvae", params)
     assert isinstance(model, CMVAE) and model.n_clusters == 2 and model.seed == 7 and model.progress is False
     # Settings a model type does not take (n_clusters) are left out, the others kept.
@@ -196,7 +196,7 @@ def test_rerun_reuses_runs_and_scores_and_refuses_changed_settings(compared):
     assert first[("CMVAE", 1)]["train_seconds"] == result.runs[0].scores["train_seconds"]
     # A changed model setting must not silently reuse the old run.
     data["model"]["beta"] = 1.5
-    with pytest.raises(ConfigError, match=r"trained with other settings \(beta: 2.5 -> 1.5\)"):
+    with pytest.raises(ConfigError, match=r"trained with other settings \(beta: 1.0 -> 1.5\)"):
         compare_models(config_from_dict(data, base_dir=config.parent), out)
 
 

@@ -229,7 +229,8 @@ class MVTCAE(BaselineEstimator):
 @register_estimator
 class MMVAEPlus(BaselineEstimator):
     """MMVAE+ (Palumbo, Daunhawer & Vogt 2023): CMVAE's model and objective with the standard prior;
-    defaults = CMVAE's (Laplace, beta 2.5, 32 + 32 latent dimensions)."""
+    defaults = its paper's PolyMNIST setting (Laplace, beta 2.5, 32 + 32 latent dimensions; CMVAE's
+    default beta is 1)."""
 
     model_type = "mmvae_plus"
     module_class = MMVAEPlusModule

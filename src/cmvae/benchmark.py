@@ -68,8 +68,11 @@ def _fit_score(make: Callable[[], Any]) -> Callable[[list[np.ndarray], list[np.n
 def _common(cfg: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
     """Settings every trained baseline shares with the run's CMVAE."""
     t = cfg.training
-    return {"shared_dim": cfg.model.shared_dim, "arch": cfg.model.arch, "epochs": epochs or t.epochs,
-            "batch_size": t.batch_size, "lr": t.lr, "seed": seed, "accelerator": t.accelerator, "progress": False}
+    common = {"shared_dim": cfg.model.shared_dim, "arch": cfg.model.arch, "epochs": epochs or t.epochs,
+              "batch_size": t.batch_size, "lr": t.lr, "seed": seed, "accelerator": t.accelerator, "progress": False}
+    if common["epochs"] is None:  # each method's default training length
+        del common["epochs"]
+    return common
 
 
 def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:

@@ -406,6 +406,27 @@ def train_run(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, 
         raise
 
 
+def _epochs_text(epochs: int | None) -> str:
+    """How a message names ``training.epochs`` (null: the default training length)."""
+    if epochs is not None:
+        return f"{epochs} epochs"
+    from .estimator import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS
+
+    return f"the default length ({DEFAULT_MIN_STEPS} optimiser steps, at least {DEFAULT_MIN_EPOCHS} epochs)"
+
+
+def _with_resolved_epochs(cfg, n_train: int):
+    """``cfg`` with ``training.epochs: null`` replaced by the number the estimator resolves for ``n_train``
+    samples (so the run's config.yaml, its resume and its messages name the epochs actually run)."""
+    from .estimator import resolve_epochs
+
+    t = cfg.training
+    if t.epochs is not None:
+        return cfg
+    epochs = resolve_epochs(None, n_train, t.batch_size)
+    return cfg.model_copy(update={"training": t.model_copy(update={"epochs": epochs})})
+
+
 def _train_run(cfg, out: Path, *, resume: bool, console) -> int:
     from .baselines import make_estimator
     from .config import dump_config, load_data
@@ -419,6 +440,7 @@ def _train_run(cfg, out: Path, *, resume: bool, console) -> int:
         f"{len(data.train_views)} modalities"
         + (f", {data.test_views[0].shape[0]} test samples" if data.test_views is not None else "")
     )
+    cfg = _with_resolved_epochs(cfg, n_train)
     model = make_estimator(cfg)
     callbacks = []
     if _is_rank_zero():
@@ -720,7 +742,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     t = cfg.training
     limit = f", at most {t.max_time_minutes:g} min" if t.max_time_minutes else ""
     console.print(f"comparing {len(cc.models)} models x {len(cc.seeds)} seed(s) "
-                  f"({', '.join(e.display_label for e in cc.models)}): {t.epochs} epochs{limit} each -> {out}")
+                  f"({', '.join(e.display_label for e in cc.models)}): {_epochs_text(t.epochs)}{limit} each -> {out}")
     start = time.monotonic()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

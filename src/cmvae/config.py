@@ -270,7 +270,9 @@ class ModelConfig(_Strict):
 class TrainingConfig(_Strict):
     """Optimisation and hardware (Lightning Trainer settings)."""
 
-    epochs: int = Field(30, ge=1)
+    epochs: int | None = Field(
+        None, ge=1, description="training epochs; null: enough for 1,000 optimiser steps and at least 30 epochs, "
+        "resolved from the data size when training starts (config.yaml of a run records the number)")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     amsgrad: bool = True

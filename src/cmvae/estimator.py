@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,10 @@ from .training import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: Without ``epochs`` a fit lasts at least this many optimiser steps...
+DEFAULT_MIN_STEPS = 1000
+#: ...and at least this many epochs (the former fixed default, which data of 4,225+ samples keep).
+DEFAULT_MIN_EPOCHS = 30
 #: Lightning's accelerator names (``gpu`` and ``cuda`` need CUDA).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -98,6 +103,17 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ParameterError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def resolve_epochs(epochs: int | None, n_samples: int, batch_size: int) -> int:
+    """Training epochs: ``epochs`` when given; with ``None`` enough epochs of ``ceil(n_samples / batch_size)``
+    optimiser steps for :data:`DEFAULT_MIN_STEPS` steps, and at least :data:`DEFAULT_MIN_EPOCHS`
+    (1,200 samples in batches of 128: 100 epochs; 8,000 samples: 30). Steps are counted for one
+    process: with several DDP processes each takes fewer steps per epoch."""
+    if epochs is not None:
+        return int(epochs)
+    steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
+    return max(DEFAULT_MIN_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / steps_per_epoch))
 
 
 def pick_device(accelerator: str = "auto") -> torch.device:
@@ -172,7 +188,7 @@ class MultimodalEstimator:
         n_samples: int = 1,
         estimator: str = "elbo",
         arch: str = "light",
-        epochs: int = 30,
+        epochs: int | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
         amsgrad: bool = True,
@@ -221,6 +237,8 @@ class MultimodalEstimator:
         self.module_: MultimodalVAE | None = None
         self.schema_: DataSchema | None = None
         self.history_: dict[str, list[float]] = {}
+        #: The epochs of the last fit (``epochs``, or with ``None`` the number resolved from the data size).
+        self.epochs_: int | None = None
         self._check_params()
 
     # -- parameters -------------------------------------------------------------------
@@ -239,9 +257,11 @@ class MultimodalEstimator:
 
     def _check_params(self) -> None:
         """Type and range of every setting, with a :class:`ParameterError` naming it."""
-        for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("epochs", 1), ("batch_size", 1),
+        for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("batch_size", 1),
                               ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0)):
             check_int(name, getattr(self, name), minimum)
+        if self.epochs is not None:
+            check_int("epochs", self.epochs, 1)
         if self.seed is not None:
             check_int("seed", self.seed, 0)
         check_number("lr", self.lr, 0.0, strict=True)
@@ -360,14 +380,14 @@ class MultimodalEstimator:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
-        previous = (self.module_, self.schema_, self.history_)
+        previous = (self.module_, self.schema_, self.history_, self.epochs_)
         try:
             return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
                              callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
         except Exception:
             # a failed fit leaves the estimator as it was (not "fitted" with a half-built model);
             # an interrupted one (Ctrl-C) keeps what it trained
-            self.module_, self.schema_, self.history_ = previous
+            self.module_, self.schema_, self.history_, self.epochs_ = previous
             raise
 
     def _fit(
@@ -389,6 +409,7 @@ class MultimodalEstimator:
         if val_views is not None:
             val, val_observed = self._training_views(val_views, val_mask, "val_views")
         self._check_fit_settings(int(train[0].shape[0]))
+        self.epochs_ = resolve_epochs(self.epochs, int(train[0].shape[0]), self.batch_size)
         seed = self._fit_seed()
         L.seed_everything(seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
@@ -412,7 +433,7 @@ class MultimodalEstimator:
             last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
             if not last.exists():
                 raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
-            check_checkpoint(last, plan, self.epochs)
+            check_checkpoint(last, plan, self.epochs_)
             ckpt_path = str(last)
         sanity_check(plan, train, self.batch_size, train_mask)
         history = EpochHistory()
@@ -421,7 +442,7 @@ class MultimodalEstimator:
             extra.append(ClusteringMonitor(*self._fitted(), val, np.asarray(val_labels), val_observed,
                                            assignment=getattr(self, "assignment", "vote"), seed=self.seed))
         trainer = make_trainer(
-            epochs=self.epochs,
+            epochs=self.epochs_,
             out_dir=out_dir,
             accelerator=self.accelerator,
             devices=self.devices,
@@ -753,6 +774,7 @@ class MultimodalEstimator:
             "model_type": self.model_type,
             "params": self.get_params(),
             "custom_networks": self.encoders is not None,
+            "fit_epochs": self.epochs_,
             "schema": schema.to_dict(),
             "history": self.history_,
         }
@@ -809,6 +831,7 @@ class MultimodalEstimator:
         model.module_.eval()
         history = config.get("history", {})
         model.history_ = history if isinstance(history, dict) else {}
+        model.epochs_ = _resolved_epochs_of(config, model.epochs)
         return model
 
 
@@ -816,6 +839,15 @@ def _one_line(err: BaseException) -> str:
     """An exception's message on one line (the first 300 characters)."""
     text = " ".join(str(err).split())
     return (text[:300] + " ...") if len(text) > 300 else text or type(err).__name__
+
+
+def _resolved_epochs_of(config: dict[str, Any], epochs: int | None) -> int | None:
+    """The epochs a saved model was fitted for (``fit_epochs``; models saved before it was
+    recorded always had an explicit ``epochs``)."""
+    value = config.get("fit_epochs")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return epochs
 
 
 def _model_class(cls: type[MultimodalEstimator], config: dict[str, Any], file: Path) -> type[MultimodalEstimator]:
@@ -883,8 +915,11 @@ class CMVAE(MultimodalEstimator):
     Trains on partially observed samples too (``fit(views, mask=...)``).
 
     Defaults follow the paper's PolyMNIST setting (Laplace posteriors, priors and
-    likelihood with scale 0.75, beta 2.5, 32 + 32 latent dimensions) with light networks
-    sized for a CPU; use ``arch="resnet"`` for the paper's network size on a GPU.
+    likelihood with scale 0.75, 32 + 32 latent dimensions) with light networks sized for a
+    CPU, except ``beta`` 1 (the plain ELBO, the paper's CUBICC value; its PolyMNIST value 2.5 keeps
+    no cluster structure on small tabular data, see README) and ``epochs=None`` (at least
+    :data:`DEFAULT_MIN_STEPS` optimiser steps). ``configs/polymnist.yaml`` has the paper's PolyMNIST
+    settings; use ``arch="resnet"`` for the paper's network size on a GPU.
     """
 
     model_type = "cmvae"
@@ -904,6 +939,7 @@ class CMVAE(MultimodalEstimator):
         assignment: str = "evidence",
         scale_param: str = "softplus",
         encoder_branches: str = "separate",
+        beta: float = 1.0,
         **kwargs: Any,
     ) -> None:
         check_int("n_clusters", n_clusters, 1)
@@ -923,17 +959,24 @@ class CMVAE(MultimodalEstimator):
         self.cluster_init_when = cluster_init_when
         self.assignment = assignment
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
-                         encoder_branches=encoder_branches, **kwargs)
+                         encoder_branches=encoder_branches, beta=beta, **kwargs)
 
     @property
     def cluster_init_epoch_(self) -> int:
-        """Epoch after which k-means places the cluster components (default: two thirds of
-        ``epochs``: the shared latent must carry the cluster structure before it is clustered); with
-        ``cluster_init_when="ready"`` the latest epoch: the placement comes from half of it on, as
-        soon as k-means finds a stable partition of the latent (see :class:`~cmvae.callbacks.KMeansPriorInit`)."""
+        """Epoch after which k-means places the cluster components (default: two thirds of the
+        training epochs, resolved at fit when ``epochs`` is None: the shared latent must carry the
+        cluster structure before it is clustered); with ``cluster_init_when="ready"`` the latest epoch:
+        the placement comes from half of it on, as soon as k-means finds a stable partition of the
+        latent (see :class:`~cmvae.callbacks.KMeansPriorInit`)."""
         if self.cluster_init_epoch is not None:
             return self.cluster_init_epoch
-        return max(1, (2 * self.epochs) // 3)
+        epochs = self.epochs if self.epochs is not None else self.epochs_
+        if epochs is None:
+            raise NotFittedError(
+                "cluster_init_epoch_ depends on the training epochs, which epochs=None resolves at fit from the data "
+                "size: fit first, or pass epochs or cluster_init_epoch"
+            )
+        return max(1, (2 * epochs) // 3)
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
