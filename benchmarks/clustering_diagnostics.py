@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -162,6 +163,8 @@ def plot(out: Path, x: str = "minutes") -> Path:
     rows = []
     for f in sorted(out.glob("*.csv")):
         rows += list(csv.DictReader(f.open()))
+    for r in rows:  # runs of seed_study.py are named SETTING_sSEED: one colour per setting
+        r["name"] = re.sub(r"_s\d+$", "", r["name"])
     datasets = sorted({r["data"] for r in rows})
     metrics = [("nmi", "model's clusters (NMI)"), ("kmeans_mean_nmi", "k-means on its latent (NMI)"),
                ("modality_share", "z_m variance share: modality"), ("clusters_used", "clusters used")]
@@ -173,11 +176,12 @@ def plot(out: Path, x: str = "minutes") -> Path:
         for j, (key, title) in enumerate(metrics):
             ax = axes[i, j]
             for name in names:
-                for seed in sorted({r["seed"] for r in rows if r["name"] == name and r["data"] == data}):
+                seeds = sorted({r["seed"] for r in rows if r["name"] == name and r["data"] == data})
+                for seed in seeds:
                     sel = [r for r in rows if r["name"] == name and r["data"] == data and r["seed"] == seed and r.get(key)]
                     if sel:
                         ax.plot([float(r[x]) for r in sel], [float(r[key]) for r in sel], color=colours[name],
-                                alpha=0.8, label=name if seed == min(r["seed"] for r in sel) else None)
+                                alpha=0.8, label=name if seed == seeds[0] else None)
             ax.set_title(f"{data}: {title}", fontsize=9)
             ax.set_xlabel("training CPU-minutes" if x == "minutes" else x)
             ax.grid(alpha=0.3)
