@@ -415,3 +415,30 @@ def test_ready_placement_on_separable_data_comes_before_the_deadline_and_is_kept
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     saved = [v for k, v in state["callbacks"].items() if "KMeansPriorInit" in k]
     assert saved and saved[0]["done"] and saved[0]["placements"] == placements
+
+
+def test_cluster_posteriors_average_over_the_posterior_and_are_reproducible():
+    """predict reads log E_{q(z|x_m)} p(c|z) (posterior_samples draws, own generator): repeated calls agree,
+    the global random state is untouched, and an uncertain code is less confident than at its mean."""
+    from cmvae.priors import ClusterPrior
+
+    prior = ClusterPrior(2, 1, "gaussian")
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[-2.0], [2.0]]))
+    loc, wide, narrow = torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([[1e-4]])
+    at_mean = prior.log_posterior(loc).exp()[0, 1]
+    averaged = prior.expected_log_posterior(loc, wide, 256, seed=0).exp()
+    assert torch.allclose(averaged.sum(-1), torch.ones(1), atol=1e-5)
+    assert 0.5 < float(averaged[0, 1]) < float(at_mean) - 0.05  # a wide posterior: less sure than its mean
+    assert torch.allclose(prior.expected_log_posterior(loc, narrow, 8).exp(), prior.log_posterior(loc).exp(), atol=1e-3)
+
+    views, _ = make_data(192, seed=6)
+    model = CMVAE(epochs=2, **{**FAST, "cluster_init_epoch": 1}).fit(views)
+    state = torch.random.get_rng_state()
+    first = model.predict_proba(views)
+    assert torch.equal(state, torch.random.get_rng_state())
+    np.testing.assert_array_equal(first, model.predict_proba(views))
+    model.posterior_samples = 0
+    at_means = model.predict_proba(views)
+    assert not np.allclose(first, at_means)
+    np.testing.assert_allclose(first.sum(1), 1.0, atol=1e-5)

@@ -234,6 +234,7 @@ class ModelConfig(_Strict):
     cluster_init: Literal["kmeans", "random", "uniform"] = "kmeans"
     cluster_init_epoch: int | None = Field(None, ge=0)
     cluster_init_when: Literal["ready", "epoch"] = "ready"
+    posterior_samples: int = Field(16, ge=0)
     scale_param: Literal["softplus", "softmax"] = "softplus"
     encoder_branches: Literal["shared", "separate"] = "separate"
     assignment: Literal["evidence", "vote"] = "evidence"

@@ -148,7 +148,7 @@ class _seeded:
 #: Values of parameters added after format 1 that reproduce how older saved models were built
 #: (a saved model without the key was trained with this value, whatever today's default is).
 LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote",
-                                  "cluster_init_when": "epoch"}
+                                  "cluster_init_when": "epoch", "posterior_samples": 0}
 
 
 def fit_seed(estimator: Any) -> int:
@@ -937,6 +937,7 @@ class CMVAE(MultimodalEstimator):
         cluster_init_epoch: int | None = None,
         cluster_init_when: str = "ready",
         assignment: str = "evidence",
+        posterior_samples: int = 16,
         scale_param: str = "softplus",
         encoder_branches: str = "separate",
         beta: float = 1.0,
@@ -946,6 +947,7 @@ class CMVAE(MultimodalEstimator):
         check_choice("cluster_init", cluster_init, ("kmeans", "random", "uniform"))
         check_choice("assignment", assignment, ("evidence", "vote"))
         check_choice("cluster_init_when", cluster_init_when, ("ready", "epoch"))
+        check_int("posterior_samples", posterior_samples, 0)
         if cluster_init_epoch is not None:
             check_int("cluster_init_epoch", cluster_init_epoch, 0)
         check_number("prior_mean_init_std", prior_mean_init_std, 0.0)
@@ -957,6 +959,7 @@ class CMVAE(MultimodalEstimator):
         self.cluster_init = cluster_init
         self.cluster_init_epoch = cluster_init_epoch
         self.cluster_init_when = cluster_init_when
+        self.posterior_samples = posterior_samples
         self.assignment = assignment
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
                          encoder_branches=encoder_branches, beta=beta, **kwargs)
@@ -1019,8 +1022,10 @@ class CMVAE(MultimodalEstimator):
     def cluster_log_posteriors(
         self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None
     ) -> torch.Tensor:
-        """log p(c | z_m) at each modality's posterior mean: ``[M, N, n_clusters]``
-        (NaN at unobserved entries: ``None`` views or ``mask`` [N, M] False)."""
+        """Each modality's cluster posterior log q(c | x_m) = log E_{q(z|x_m)} p(c | z), averaged over
+        ``posterior_samples`` draws of z (0: log p(c | z) at the posterior mean): ``[M, N, n_clusters]``
+        (NaN at unobserved entries: ``None`` views or ``mask`` [N, M] False). Reproducible: the draws
+        use their own generator, seeded by the estimator's seed."""
         return self._cluster_log_posteriors(views, mask)[0]
 
     def _cluster_log_posteriors(
@@ -1028,8 +1033,9 @@ class CMVAE(MultimodalEstimator):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         module, _ = self._fitted()
         post, observed = self._posteriors(views, mask)
-        with torch.no_grad():
-            return module.prior.log_posterior(post.z_loc), observed  # type: ignore[union-attr]
+        prior = module.prior  # type: ignore[union-attr]
+        log_post = prior.expected_log_posterior(post.z_loc, post.z_scale, self.posterior_samples, self._fit_seed())
+        return log_post, observed
 
     def cluster_log_likelihoods(self, views: Sequence[ArrayLike], *, use_mean: bool = True) -> torch.Tensor:
         """log p(z_m | c) for each modality's latent (posterior mean or one sample): ``[M, N, n_clusters]``."""

@@ -93,6 +93,26 @@ class ClusterPrior(nn.Module):
         joint = self.log_joint(z)
         return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
 
+    @torch.no_grad()
+    def expected_log_posterior(self, loc: torch.Tensor, scale: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
+        """log q(c | x) = log E_{z ~ F(loc, scale)} p(c | z), by ``samples`` draws of the posterior
+        (``loc``, ``scale`` ``[..., dim]`` -> ``[..., C]``); ``samples=0``: log p(c | loc).
+
+        Averaging over the posterior rather than reading p(c | z) at its mean keeps an uncertain
+        code from voting with full confidence. The draws come from their own generator seeded by
+        ``seed`` (the global random state is untouched), so the result is reproducible.
+        """
+        if samples <= 0:
+            return self.log_posterior(loc)
+        total: torch.Tensor | None = None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(samples):
+                log_post = self.log_posterior(self.family.sample(loc, scale))
+                total = log_post if total is None else torch.logaddexp(total, log_post)
+        assert total is not None
+        return total - math.log(samples)
+
     # -- sampling and pruning ---------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, cluster: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
