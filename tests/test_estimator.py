@@ -351,10 +351,11 @@ def test_lightning_product_tips_are_not_shown(caplog):
 
 
 class _FakeTrainer:
-    """What :class:`KMeansPriorInit` reads of a trainer: the epoch counter, the planned epochs, callbacks."""
+    """What :class:`KMeansPriorInit` reads of a trainer: the epoch counter, the planned epochs, callbacks, the rank."""
 
     def __init__(self, max_epochs: int) -> None:
         self.current_epoch, self.max_epochs, self.callbacks, self.optimizers = 0, max_epochs, [], []
+        self.is_global_zero, self.world_size = True, 1
 
 
 def _scripted_placement(checks: dict[int, tuple[bool, float | None]], max_epochs: int = 12, deadline: int = 8):

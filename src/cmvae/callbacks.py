@@ -53,6 +53,16 @@ def _forget_optimiser_state(trainer: L.Trainer, parameters) -> None:
             del optimiser.state[p]
 
 
+def _copy_from_rank_zero(trainer: L.Trainer, prior: torch.nn.Module) -> None:
+    """Every rank takes rank 0's ``prior`` (parameters and buffers, copied in place: the optimiser
+    keeps its references)."""
+    state = {k: v.detach().cpu() for k, v in prior.state_dict().items()} if trainer.is_global_zero else None
+    state = trainer.strategy.broadcast(state, src=0)
+    with torch.no_grad():
+        for name, value in prior.state_dict().items():
+            value.copy_(state[name].to(value.device))
+
+
 class KMeansPriorInit(L.Callback):
     """Place the cluster components on k-means centroids of the posterior means (VaDE's
     initialisation, without a separate pre-training run) once the shared latent holds clusters.
@@ -108,14 +118,20 @@ class KMeansPriorInit(L.Callback):
 
     # -- the placement ------------------------------------------------------------------------------
     def _init(self, trainer: L.Trainer, pl_module: L.LightningModule, reason: str) -> None:
+        """Place the components; under DDP rank 0 runs k-means and every rank takes its prior."""
         module = self.module
-        codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask)
         prior = module.prior  # type: ignore[union-attr]
-        prior.init_from_codes(codes, seed=self.seed)
+        n_codes = 0
+        if trainer.is_global_zero:
+            codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask)
+            prior.init_from_codes(codes, seed=self.seed)
+            n_codes = codes.shape[0]
+        if trainer.world_size > 1:
+            _copy_from_rank_zero(trainer, prior)
         _forget_optimiser_state(trainer, prior.parameters())
         self.done = True
         self.placements.append(reason)
-        log.info("cluster prior placed by k-means on %d latent codes (%s)", codes.shape[0], reason)
+        log.info("cluster prior placed by k-means on %d latent codes (%s)", n_codes, reason)
 
     def _progress(self, trainer: L.Trainer) -> float:
         """Fraction of training done: of the epochs, or of the time limit when that is further on."""
@@ -154,26 +170,33 @@ class KMeansPriorInit(L.Callback):
             self.done = True  # resumed after the deadline: keep the trained components
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Under DDP rank 0 decides (its clock, its k-means) and every rank follows: the ranks' models stay equal.
+        reason = self._placement_due(trainer, pl_module) if trainer.is_global_zero else None
+        if trainer.world_size > 1:
+            reason = trainer.strategy.broadcast(reason, src=0)
+        if reason is not None:
+            self._init(trainer, pl_module, reason)
+
+    def _placement_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
+        """Why the components are placed (again) at the end of this epoch, or None."""
         progress = self._progress(trainer)
         max_epochs = trainer.max_epochs or 0
         deadline = self.epoch / max_epochs if max_epochs > 0 else 1.0
         due = trainer.current_epoch + 1 >= self.epoch or progress >= deadline
+        where = f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)"
         if self.when == "epoch":
-            if not self.done and due:
-                self._init(trainer, pl_module, f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)")
-            return
+            return where if not self.done and due else None
         if not self.done and progress < deadline / 2:
-            return
+            return None
         replacements = len(self.placements) - 1
         if self.done and (replacements >= self.MAX_REPLACEMENTS or progress >= self.LATEST_REPLACEMENT):
-            return
+            return None
         stable, follows = self._check(pl_module)
-        where = f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)"
         if not self.done and (stable or due):
-            self._init(trainer, pl_module, f"{where}: the latent's clusters {'are stable' if stable else 'deadline'}")
-        elif self.done and stable and follows is not None and follows < self.FOLLOW_ARI:
-            self._init(trainer, pl_module, f"{where}: again, the model's clusters no longer follow the latent's "
-                                           f"(ARI {follows:.2f})")
+            return f"{where}: the latent's clusters {'are stable' if stable else 'deadline'}"
+        if self.done and stable and follows is not None and follows < self.FOLLOW_ARI:
+            return f"{where}: again, the model's clusters no longer follow the latent's (ARI {follows:.2f})"
+        return None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.done:

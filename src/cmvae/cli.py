@@ -5,6 +5,7 @@
     cmvae quickstart                                  # PolyMNIST on the CPU, ~20 minutes
     cmvae data polymnist [--root DIR] [--seed S]
     cmvae train --config CONFIG.yaml --out RUN_DIR [--epochs N] [--accelerator gpu --devices 2] [--resume]
+                [--strategy ddp --devices N --num-nodes K]
     cmvae evaluate RUN_DIR [--split test|train]
     cmvae evaluate RUN_DIR --generation [--classifier-epochs N]   # coherence, FD (classifier features)
     cmvae sample RUN_DIR [--per-cluster 3] [--out FILE]
@@ -101,13 +102,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _is_rank_zero() -> bool:
-    """False in the extra processes of multi-GPU (DDP) training, which only help fit."""
-    try:
-        from lightning.pytorch.utilities import rank_zero_only
+    """False in the extra processes of multi-process (DDP) training, which only help fit."""
+    from .training import is_global_zero
 
-        return getattr(rank_zero_only, "rank", 0) == 0
-    except ImportError:  # pragma: no cover
-        return True
+    return is_global_zero()
 
 
 def _parse_devices(text: str) -> Any:
@@ -510,6 +508,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         accelerator=args.accelerator,
         devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
         max_time_minutes=args.max_time_minutes,
     )
     return train_run(cfg, out, resume=args.resume, overwrite=args.overwrite)
@@ -828,7 +828,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="YAML config file, or a packaged config name: polymnist_cpu, polymnist, cubicc")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, model, reports)")
-    p.add_argument("--devices", type=_parse_devices, default=None, help="auto, a count, or ids like 0,1")
+    p.add_argument("--devices", type=_parse_devices, default=None,
+                   help="auto, a count, or ids like 0,1: processes (or GPUs) per node")
+    p.add_argument("--strategy", default=None,
+                   help="Lightning strategy, e.g. ddp: one process per device, gradients averaged (overrides the config)")
+    p.add_argument("--num-nodes", type=int, default=None, help="machines of a multi-node DDP run (overrides the config)")
     p.add_argument("--max-time-minutes", type=float, default=None,
                    help="stop training after this many minutes (counts resumed time too)")
     p.set_defaults(func=cmd_train)

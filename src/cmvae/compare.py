@@ -63,7 +63,7 @@ RUN_FILE = "run.json"
 SCORES_FILE = "scores.json"
 OUTPUTS = ("comparison.csv", "comparison.md", "figure1.png", "compare_config.yaml")
 #: Settings that may differ between a saved run and the config without making it stale.
-HARDWARE_KEYS = ("accelerator", "devices", "strategy", "num_workers", "progress")
+HARDWARE_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "num_workers", "progress")
 #: (key, header) of the table columns.
 METRIC_COLUMNS = (
     ("unconditional_coherence", "uncond. coh."),

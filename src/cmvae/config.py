@@ -280,7 +280,8 @@ class TrainingConfig(_Strict):
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
-    strategy: str = "auto"
+    strategy: str = "auto"  # "ddp": one process per device (and per node), see README "Scaling out"
+    num_nodes: int = Field(1, ge=1)
     precision: int | str = "32-true"
     num_workers: int = Field(0, ge=0)
     max_time_minutes: float | None = Field(None, gt=0)

@@ -51,6 +51,7 @@ from .selection import SelectionResult, assign_clusters, combined_evidence
 from .training import (
     EpochHistory,
     TrainingPlan,
+    is_global_zero,
     make_loader,
     make_trainer,
     quiet_lightning_warnings,
@@ -196,6 +197,7 @@ class MultimodalEstimator:
         accelerator: str = "auto",
         devices: Any = "auto",
         strategy: str = "auto",
+        num_nodes: int = 1,
         precision: Any = "32-true",
         num_workers: int = 0,
         max_time_minutes: float | None = None,
@@ -225,6 +227,7 @@ class MultimodalEstimator:
         self.accelerator = accelerator
         self.devices = devices
         self.strategy = strategy
+        self.num_nodes = num_nodes
         self.precision = precision
         self.num_workers = num_workers
         self.max_time_minutes = max_time_minutes
@@ -258,7 +261,7 @@ class MultimodalEstimator:
     def _check_params(self) -> None:
         """Type and range of every setting, with a :class:`ParameterError` naming it."""
         for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("batch_size", 1),
-                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0)):
+                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0), ("num_nodes", 1)):
             check_int(name, getattr(self, name), minimum)
         if self.epochs is not None:
             check_int("epochs", self.epochs, 1)
@@ -447,6 +450,7 @@ class MultimodalEstimator:
             accelerator=self.accelerator,
             devices=self.devices,
             strategy=self.strategy,
+            num_nodes=self.num_nodes,
             precision=self.precision,
             progress=self.progress,
             max_time_minutes=self.max_time_minutes,
@@ -763,8 +767,12 @@ class MultimodalEstimator:
         leaves a half-written model behind. ``save`` never deletes or hides what it did not write:
         an existing ``path`` that is not a saved model is refused (:class:`ModelFileError`), and a
         saved model there is replaced only with ``overwrite=True``.
+
+        In the extra processes of a multi-process (DDP) run ``save`` writes nothing: rank 0 saves.
         """
         module, schema = self._fitted()
+        if not is_global_zero():
+            return Path(path)
         if self.encoders is not None:
             log.warning("custom networks are not serialised: pass the same encoders/decoders to load()")
         config = {

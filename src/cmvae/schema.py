@@ -15,6 +15,7 @@ scaled nor standardised; its ids must be integers in ``0..vocab_size-1``; the vo
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -101,9 +102,9 @@ class DataSchema:
             scale = x.dtype == torch.uint8
             mean = std = None
             if kind == "tabular" and standardize_tabular and not scale:
-                xf = x.double() if mask is None else x[mask[:, m].to(x.device)].double()
-                mean = xf.mean(0).tolist()
-                std = _safe_std(xf).tolist()
+                rows = None if mask is None else mask[:, m].to(x.device)
+                mean_t, std_t = _chunked_mean_std(x, rows)
+                mean, std = mean_t.tolist(), std_t.tolist()
             mods.append(ModalitySchema(shape, kind, str(x.dtype).replace("torch.", ""), scale, mean, std))
         return cls(mods)
 
@@ -169,11 +170,39 @@ class DataSchema:
         return list(spec.vocab)
 
 
-def _safe_std(x: torch.Tensor) -> torch.Tensor:
-    """Per-feature std for standardisation; a feature (near) constant at fit gets 1, so it is only
-    centred: a small drift at predict time then stays small instead of being divided by ~0."""
-    std = x.std(0) if x.shape[0] > 1 else torch.zeros(x.shape[1:], dtype=x.dtype)
-    tiny = std <= 1e-6 * x.abs().amax(0).clamp_min(1.0)
+#: Rows per chunk when a whole view is read (finite check, standardisation statistics): views may be
+#: memory-mapped files larger than memory, and only one chunk at a time is converted.
+CHUNK_ROWS = 8192
+
+
+def _chunks(x: torch.Tensor, rows: torch.Tensor | None = None):
+    """``x`` (or its ``rows``, bool ``[N]``) in blocks of :data:`CHUNK_ROWS` rows."""
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        block = x[start : start + CHUNK_ROWS]
+        yield block if rows is None else block[rows[start : start + CHUNK_ROWS]]
+
+
+def _chunked_mean_std(x: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and :func:`_safe_std` of ``x`` ``[N, D]`` (or its ``rows``), in float64, chunk by chunk."""
+    n, total, peak = 0, torch.zeros(x.shape[1:], dtype=torch.float64), torch.zeros(x.shape[1:], dtype=torch.float64)
+    for block in _chunks(x, rows):
+        block = block.double()
+        n += block.shape[0]
+        total += block.sum(0)
+        peak = torch.maximum(peak, block.abs().amax(0)) if block.shape[0] else peak
+    mean = total / max(n, 1)
+    squares = torch.zeros_like(total)
+    for block in _chunks(x, rows):
+        squares += ((block.double() - mean) ** 2).sum(0)
+    std = (squares / (n - 1)).sqrt() if n > 1 else torch.zeros_like(total)
+    return mean, _safe_std(std, peak)
+
+
+def _safe_std(std: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """Per-feature std for standardisation (``peak``: the largest absolute value); a feature (near)
+    constant at fit gets 1, so it is only centred: a small drift at predict time then stays small
+    instead of being divided by ~0."""
+    tiny = std <= 1e-6 * peak.clamp_min(1.0)
     return torch.where(tiny | ~torch.isfinite(std), torch.ones_like(std), std)
 
 
@@ -233,9 +262,23 @@ def _as_tensor(x: Any, label: str) -> torch.Tensor:
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
     try:
+        if not arr.flags.writeable:  # e.g. np.load(..., mmap_mode="r"): shared, not copied; never written to
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*not writable.*")
+                return torch.as_tensor(arr)
         return torch.as_tensor(arr)
     except TypeError as err:
         raise DataValidationError(f"{label} has unsupported dtype {arr.dtype} ({err})") from None
+
+
+def _check_finite(t: torch.Tensor, label: str) -> None:
+    """No NaN/inf in ``t``, checked chunk by chunk (a memory-mapped view is never read whole into memory)."""
+    for start in range(0, t.shape[0], CHUNK_ROWS):
+        bad = ~torch.isfinite(t[start : start + CHUNK_ROWS])
+        if bool(bad.any()):
+            count = sum(int((~torch.isfinite(t[i : i + CHUNK_ROWS])).sum()) for i in range(start, t.shape[0], CHUNK_ROWS))
+            first = start + int(torch.nonzero(bad.reshape(bad.shape[0], -1).any(1))[0])
+            raise DataValidationError(f"{label} contains {count} NaN/inf values (first in sample {first})")
 
 
 def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities: int = 2) -> list[torch.Tensor]:
@@ -273,12 +316,7 @@ def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities:
         if t.dtype == torch.bool or t.dtype.is_complex:
             raise DataValidationError(f"{name}[{m}] has unsupported dtype {t.dtype}")
         if t.dtype.is_floating_point:
-            bad = ~torch.isfinite(t)
-            if bool(bad.any()):
-                first = int(torch.nonzero(bad.reshape(t.shape[0], -1).any(1))[0])
-                raise DataValidationError(
-                    f"{name}[{m}] contains {int(bad.sum())} NaN/inf values (first in sample {first})"
-                )
+            _check_finite(t, f"{name}[{m}]")
         elif t.dtype != torch.uint8:
             t = t.float()
         tensors.append(t)

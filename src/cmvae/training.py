@@ -133,13 +133,15 @@ class TrainingPlan(L.LightningModule):
             )
         batch_size = int(batch[0].shape[0])
         values = terms.as_dict()
-        self.log("train/loss", terms.loss, prog_bar=True, batch_size=batch_size, on_step=True, on_epoch=True)
+        # the step value is this process's; epoch values are averaged over the processes (DDP)
+        self.log("train/loss", terms.loss, prog_bar=True, batch_size=batch_size, on_step=True, on_epoch=True,
+                 sync_dist=True)
         self.log_dict(
             {f"train/{k}": v for k, v in values.items() if k != "loss"},
             batch_size=batch_size,
             on_step=False,
             on_epoch=True,
-            sync_dist=False,
+            sync_dist=True,
         )
         return terms.loss
 
@@ -194,6 +196,14 @@ class EpochHistory(Callback):
             self.history.setdefault(k, []).append(v)
 
 
+def is_global_zero() -> bool:
+    """False in the extra processes of a multi-process (DDP) run, launched by Lightning, ``torchrun`` or
+    SLURM (rank from ``RANK``/``LOCAL_RANK``/``SLURM_PROCID``): only rank 0 writes files."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def make_trainer(
     *,
     epochs: int,
@@ -201,6 +211,7 @@ def make_trainer(
     accelerator: str = "auto",
     devices: Any = "auto",
     strategy: str = "auto",
+    num_nodes: int = 1,
     precision: Any = "32-true",
     progress: bool = True,
     max_time_minutes: float | None = None,
@@ -222,7 +233,8 @@ def make_trainer(
                 enable_version_counter=False,
             )
         )
-        _keep_previous_metrics(out / "logs")
+        if is_global_zero():  # the other processes of a DDP run write nothing
+            _keep_previous_metrics(out / "logs")
         loggers = [CSVLogger(out, name="logs", version="")]
         try:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -242,6 +254,7 @@ def make_trainer(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
+        num_nodes=num_nodes,
         precision=precision,
         logger=loggers,
         callbacks=callbacks,

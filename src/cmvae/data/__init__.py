@@ -9,6 +9,7 @@ from .datasets import (
     from_csv,
     from_image_folders,
     from_modalities,
+    from_npy,
 )
 from .backgrounds import DEFAULT_BACKGROUNDS, available_backgrounds, load_backgrounds
 from .mnist_sources import MNIST_SOURCES, DataSourceError, DigitSet, default_cache_dir, load_mnist
@@ -30,6 +31,7 @@ __all__ = [
     "from_csv",
     "from_image_folders",
     "from_modalities",
+    "from_npy",
     "DEFAULT_BACKGROUNDS",
     "MNIST_SOURCES",
     "DataSourceError",

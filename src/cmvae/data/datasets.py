@@ -37,6 +37,7 @@ __all__ = [
     "from_csv",
     "from_image_folders",
     "from_modalities",
+    "from_npy",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -122,6 +123,23 @@ class MultimodalDataset:
                 raise DataValidationError(f"{self.modality_name(m)}: batches have different sample shapes {sorted(shapes)}")
             views.append(np.concatenate(parts))
         return views
+
+
+def from_npy(paths: Sequence[str | Path], labels: Any | None = None, *, names: Sequence[str] | None = None,
+             mask: Any | None = None) -> "ArrayDataset":
+    """Data larger than memory: one ``.npy`` file ``[N, *shape_m]`` per modality, memory-mapped
+    (``np.load(path, mmap_mode="r")``). Nothing is read at once: ``fit`` checks and standardises the
+    views chunk by chunk and its data loader reads one batch at a time (under DDP each process reads
+    its share); ``predict``/``transform`` encode batch by batch. Write such files with
+    ``np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(N, D))``.
+    uint8 images and float32 features are used as stored (other dtypes are converted, i.e. read whole).
+    """
+    views = []
+    for m, path in enumerate(paths):
+        if not Path(path).is_file():
+            raise DataValidationError(f"modality {m}: no such .npy file: {path}")
+        views.append(np.load(path, mmap_mode="r"))
+    return ArrayDataset(views, labels, names=names, mask=mask)
 
 
 class ArrayDataset(MultimodalDataset):
