@@ -8,6 +8,7 @@ checkpoint's weights into that same module."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import lightning as L
@@ -205,7 +206,8 @@ class KMeansPriorInit(L.Callback):
 
 
 class ClusteringMonitor(L.Callback):
-    """Logs NMI/ARI/ACC of the clusters of ``module`` (by the estimator's ``assignment`` rule) on labelled
+    """Logs NMI/ARI/ACC of the clusters of ``module`` (by the estimator's ``assignment`` rule, from each
+    modality's q(c|x_m) averaged over ``posterior_samples`` draws, as ``predict``) on labelled
     validation views at the end of every epoch (only the observed modalities count where ``mask`` ``[N, M]`` marks
     holes); a module without clusters logs nothing. With ``diagnostics`` (fully observed views) it also logs
     :func:`~cmvae.diagnostics.latent_diagnostics` (seeded by ``seed``): k-means on the latent, modality offsets,
@@ -213,8 +215,9 @@ class ClusteringMonitor(L.Callback):
 
     def __init__(self, module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], labels: np.ndarray,
                  mask: torch.Tensor | None = None, diagnostics: bool = True, *,
-                 assignment: AssignmentRule = "vote", seed: int | None = None) -> None:
+                 assignment: AssignmentRule = "vote", seed: int | None = None, posterior_samples: int = 0) -> None:
         self.module = module
+        self.posterior_samples = posterior_samples
         self.schema = schema
         self.assignment = assignment
         self.seed = seed
@@ -232,11 +235,13 @@ class ClusteringMonitor(L.Callback):
         module, schema = self.module, self.schema
         device = pl_module.device
         log_posts, codes = [], []
+        prior_on_cpu = copy.deepcopy(module.prior).cpu()  # type: ignore[arg-type]  # draws on the CPU's seeded generator
         for start in range(0, self.views[0].shape[0], 1024):
             batch = schema.to_model_input([x[start : start + 1024] for x in self.views], device)
-            z_loc = module.encode(batch).z_loc
-            codes.append(z_loc.cpu())
-            log_posts.append(module.prior.log_posterior(z_loc).cpu())  # type: ignore[union-attr]
+            post = module.encode(batch)
+            z_loc, z_scale = post.z_loc.cpu(), post.z_scale.cpu()
+            codes.append(z_loc)
+            log_posts.append(prior_on_cpu.expected_log_posterior(z_loc, z_scale, self.posterior_samples, self.seed or 0))
         log_post = torch.cat(log_posts, dim=1)
         prior = module.prior  # type: ignore[union-attr]
         rule = self.assignment

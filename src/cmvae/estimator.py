@@ -443,7 +443,8 @@ class MultimodalEstimator:
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
         if val is not None and val_labels is not None:
             extra.append(ClusteringMonitor(*self._fitted(), val, np.asarray(val_labels), val_observed,
-                                           assignment=getattr(self, "assignment", "vote"), seed=self.seed))
+                                           assignment=getattr(self, "assignment", "vote"), seed=self._fit_seed(),
+                                           posterior_samples=getattr(self, "posterior_samples", 0)))
         trainer = make_trainer(
             epochs=self.epochs_,
             out_dir=out_dir,
