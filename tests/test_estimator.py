@@ -443,3 +443,12 @@ def test_cluster_posteriors_average_over_the_posterior_and_are_reproducible():
     at_means = model.predict_proba(views)
     assert not np.allclose(first, at_means)
     np.testing.assert_allclose(first.sum(1), 1.0, atol=1e-5)
+
+
+def test_posterior_draws_make_no_row_depend_on_the_others():
+    from cmvae.priors import ClusterPrior
+
+    prior = ClusterPrior(3, 4, "laplace")
+    loc, scale = torch.randn(50, 4), torch.rand(50, 4) + 0.5
+    full = prior.expected_log_posterior(loc, scale, 16, seed=3)
+    assert torch.allclose(full[7:9], prior.expected_log_posterior(loc[7:9], scale[7:9], 16, seed=3), atol=1e-6)

@@ -96,20 +96,22 @@ class ClusterPrior(nn.Module):
     @torch.no_grad()
     def expected_log_posterior(self, loc: torch.Tensor, scale: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
         """log q(c | x) = log E_{z ~ F(loc, scale)} p(c | z), by ``samples`` draws of the posterior
-        (``loc``, ``scale`` ``[..., dim]`` -> ``[..., C]``); ``samples=0``: log p(c | loc).
+        (``loc``, ``scale`` ``[..., dim]`` -> ``[..., C]``); ``samples=0``: log p(c | loc). Every row
+        uses the same ``samples`` standardised draws, so a row's result does not depend on the batch.
 
         Averaging over the posterior rather than reading p(c | z) at its mean keeps an uncertain
         code from voting with full confidence. The draws come from their own generator seeded by
-        ``seed`` (the global random state is untouched), so the result is reproducible.
+        ``seed`` on the CPU (the global random state is untouched), so the result is reproducible.
         """
         if samples <= 0:
             return self.log_posterior(loc)
-        total: torch.Tensor | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for _ in range(samples):
-                log_post = self.log_posterior(self.family.sample(loc, scale))
-                total = log_post if total is None else torch.logaddexp(total, log_post)
+            noise = self.family.noise((samples, loc.shape[-1]), loc.new_zeros(()).cpu()).to(loc)  # [S, dim]
+        total: torch.Tensor | None = None
+        for eps in noise:  # the same S draws for every row: a row's result never depends on the others
+            log_post = self.log_posterior(loc + scale * eps)
+            total = log_post if total is None else torch.logaddexp(total, log_post)
         assert total is not None
         return total - math.log(samples)
 
