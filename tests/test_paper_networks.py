@@ -11,7 +11,7 @@ import yaml
 
 from cmvae import CMVAE
 from cmvae.nets import BranchedEncoder, build_networks
-from cmvae.nets.paper import PaperImageDecoder, PaperResBlock, paper_sizes
+from cmvae.nets.paper import PaperImageDecoder, PaperResBlock, paper_sizes, upsample2, upsampled_conv3x3
 from cmvae.plots import save_image_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,3 +90,20 @@ def test_configs_use_the_paper_networks():
     for name in ("polymnist.yaml", "cubicc.yaml"):
         assert yaml.safe_load((REPO / "configs" / name).read_text())["model"]["arch"] == "paper"
         assert (REPO / "configs" / name).read_text() == (REPO / "src" / "cmvae" / "configs" / name).read_text()
+
+
+def test_upsampled_blocks_equal_the_plain_layers():
+    """The decoder computes Upsample + ResBlock at the low resolution: the same values and gradients as the
+    plain layer sequence (float64)."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(3, 5, 4, 6), torch.randn(7, 5, 3, 3), torch.randn(7)
+    ref = torch.nn.functional.conv2d(upsample2(x.double()), w.double(), b.double(), padding=1)
+    torch.testing.assert_close(upsampled_conv3x3(x.double(), w.double(), b.double()), ref)
+    dec = PaperImageDecoder((3, 28, 28), 6).double()
+    z = torch.randn(4, 6, dtype=torch.float64)
+    plain = dec.to_image(torch.nn.functional.leaky_relu(dec.blocks(dec.fc(z).view(4, *dec.start_shape)), 0.2))
+    fused = dec(z)
+    torch.testing.assert_close(fused, plain)
+    for g_fused, g_plain in zip(torch.autograd.grad(fused.square().sum(), list(dec.parameters())),
+                                torch.autograd.grad(plain.square().sum(), list(dec.parameters()))):
+        torch.testing.assert_close(g_fused, g_plain)

@@ -10,7 +10,9 @@ Images ``[B, C, H, W]``:
   raw scale). The estimator builds one branch for z and one for w (``encoder_branches="separate"``).
 * :class:`PaperImageDecoder` -- Linear -> [256, s, s] -> per stage ResBlock halving the channels and
   Upsample x2 -> ResBlock(64, 64) -> conv3x3(64->C) on leaky_relu. No output squashing: the output is
-  the location of the Laplace likelihood and may leave [0, 1] (plots clip it for display).
+  the location of the Laplace likelihood and may leave [0, 1] (plots clip it for display). Each
+  Upsample + ResBlock pair is computed at the low resolution (:func:`upsampled_resblock`): the same
+  function with 20% fewer operations in the decoder.
 
 The spatial size is halved while it is even and above 2: 28 -> 14 -> 7 (PolyMNIST, 256 x 7 x 7 at the
 bottom), 64 -> 32 -> ... -> 2 (CUBICC, 256 x 2 x 2); the upsampling then restores the size exactly.
@@ -107,8 +109,54 @@ class PaperImageDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.fc(latent).view(latent.shape[0], *self.start_shape).contiguous(memory_format=CHANNELS_LAST)
-        x = self.blocks(x)
+        layers = list(self.blocks)
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], nn.Upsample):  # Upsample x2 then a ResBlock, computed at the low resolution
+                x = upsampled_resblock(layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return self.to_image(F.leaky_relu(x, SLOPE))
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour upsampling by 2 (``nn.Upsample(scale_factor=2)``)."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def upsampled_resblock(block: PaperResBlock, x: torch.Tensor) -> torch.Tensor:
+    """``block(upsample2(x))`` with fewer operations: leaky ReLU and the 1x1 shortcut commute with
+    nearest-neighbour upsampling, and the first 3x3 convolution of an upsampled map is, for each of the
+    four output phases, a 2x2 convolution of the low-resolution map (:func:`upsampled_conv3x3`)."""
+    h = upsampled_conv3x3(F.leaky_relu(x, SLOPE), block.conv_0.weight, block.conv_0.bias)
+    dx = block.conv_1(F.leaky_relu(h, SLOPE))
+    return upsample2(block.shortcut(x)) + 0.1 * dx
+
+
+def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv2d(upsample2(x), weight, bias, padding=1)`` for a 3x3 ``weight`` ``[O, C, 3, 3]``: 16 taps per
+    low-resolution pixel instead of 36 (0.44x the multiply-adds, plus a one-pixel border).
+
+    Output row 2i + a of the upsampled map sees source rows (i - 1, i, i) for a = 0 and (i, i, i + 1) for
+    a = 1: kernel rows (0, 1 + 2) on source rows (i - 1, i), or (0 + 1, 2) on (i, i + 1); the same for
+    columns. The four phase kernels run as one 2x2 convolution with 4 O outputs on the input padded by 1,
+    phase (a, b) read at offset (a, b), and are interleaved into ``[N, O, 2H, 2W]`` (channels-last).
+    """
+    def split(v: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        t0, t1, t2 = v.unbind(dim)
+        return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)
+
+    rows = split(weight, 2)  # phase a: [O, C, 2, 3]
+    kernels = [k for r in rows for k in split(r, 3)]  # (a, b) = 00, 01, 10, 11: [O, C, 2, 2]
+    out_ch, (height, width) = weight.shape[0], x.shape[-2:]
+    out = F.conv2d(F.pad(x, (1, 1, 1, 1)), torch.cat(kernels), None if bias is None else bias.repeat(4))
+    phases = [out[:, p * out_ch:(p + 1) * out_ch, a:a + height, b:b + width].permute(0, 2, 3, 1)
+              for p, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)))]  # [N, H, W, O]
+    rows_a = [torch.stack(phases[2 * a:2 * a + 2], dim=3) for a in (0, 1)]  # [N, H, W, 2 (b), O]
+    y = torch.stack(rows_a, dim=2)  # [N, H, 2 (a), W, 2 (b), O]
+    return y.reshape(x.shape[0], 2 * height, 2 * width, out_ch).permute(0, 3, 1, 2)
 
 
 # -- captions -----------------------------------------------------------------------------------------
