@@ -15,8 +15,8 @@ multivae and pythae without their dependencies (which would pull a CUDA torch an
 light dependencies, and a stub ``torchvision`` (in a folder of that venv put on its PYTHONPATH): MultiVae
 imports torchvision only for datasets, transforms and image saving, which the step never uses.
 
-    python benchmarks/vs_peer.py --threads 2 --steps 3 --batch 128 --k 1,10
-    python benchmarks/vs_peer.py --sides ours --k 10 --low-memory      # cmvae only
+    python benchmarks/vs_peer.py --threads 2 --steps 3 --batch 128 --k 1,10   # low_memory for K > 1 (auto)
+    python benchmarks/vs_peer.py --sides ours --k 10 --low-memory off     # cmvae only, all activations kept
     python benchmarks/vs_peer.py --sides ours --k 1,10 --flops         # + FLOPs per step, fraction of GEMM rate
 
 Prints one JSON line per run and a Markdown table: samples/s, s/step, peak memory, and ours / peer.
@@ -258,7 +258,8 @@ def main() -> None:
     parser.add_argument("--k", default="1,10", help="comma-separated K values (K=1: ELBO, K>1: DReG)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--sides", default="ours,peer", help="ours, peer or both")
-    parser.add_argument("--low-memory", action="store_true", help="cmvae's low_memory path (recomputes decoders)")
+    parser.add_argument("--low-memory", default="auto", choices=["auto", "on", "off"],
+                        help="cmvae's low_memory path (decoders recomputed in chunks); auto: on for K > 1")
     parser.add_argument("--flops", action="store_true", help="also count FLOPs per step and measure the GEMM rate")
     parser.add_argument("--peer-venv", type=Path, default=Path.home() / ".cache" / "cmvae" / "peer-venv")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to one run")
@@ -269,7 +270,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         side, k = args.one.split(":")
-        print(json.dumps(run_one(side, int(k), args.device, args.steps, args.batch, args.threads, args.low_memory,
+        print(json.dumps(run_one(side, int(k), args.device, args.steps, args.batch, args.threads, args.low_memory == "on",
                                  args.flops, args.warmup)))
         return
 
@@ -295,7 +296,8 @@ def main() -> None:
             cmd = [python, __file__, "--one", f"{side}:{k}", "--device", args.device, "--steps", str(args.steps),
                    "--warmup", str(args.warmup),
                    "--batch", str(args.batch), "--threads", str(args.threads)]
-            cmd += (["--low-memory"] if args.low_memory else []) + (["--flops"] if args.flops and side == "ours" else [])
+            low = args.low_memory == "on" or (args.low_memory == "auto" and k > 1)
+            cmd += ["--low-memory", "on" if low else "off"] + (["--flops"] if args.flops and side == "ours" else [])
             code, out, err = run_watched(cmd, env, args.timeout, args.mem_limit_gib)
             ok = code == 0
             rows.append(json.loads(out.strip().splitlines()[-1]) if ok else {"side": side, "K": k, "error": err})
@@ -305,22 +307,22 @@ def main() -> None:
 
 def table(rows: list[dict], args) -> str:
     lines = [f"\nthreads {args.threads}, batch {args.batch}, device {args.device}, {args.warmup} warm-up and "
-             f"{args.steps} timed steps (median)"
-             + (", cmvae low_memory" if args.low_memory else ""),
-             "", "| K | objective | side | params (M) | samples/s | s/step | CPU s/step | peak memory (MiB) | ours / peer |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"{args.steps} timed steps (median), cmvae low_memory {args.low_memory}",
+             "", "| K | objective | side | low_memory | params (M) | samples/s | s/step | CPU s/step | peak memory (MiB) "
+             "| ours / peer |", "|---|---|---|---|---|---|---|---|---|---|"]
     by = {(r["side"], r["K"]): r for r in rows}
     for r in rows:
         objective = "ELBO" if r["K"] == 1 else "DReG"
         name = "cmvae" if r["side"] == "ours" else "MultiVae " + PEER_VERSION.split("==")[1]
         if "error" in r:
-            lines.append(f"| {r['K']} | {objective} | {name} | - | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['K']} | {objective} | {name} | | - | failed: {r['error']} | | | | |")
             continue
         other = by.get(("peer", r["K"])) if r["side"] == "ours" else None
         ratio = (f"{r['samples_per_s'] / other['samples_per_s']:.2f}x speed, "
                  f"{r['peak_mem_MiB'] / other['peak_mem_MiB']:.2f}x memory"
                  if other and "error" not in other else "")
-        lines.append(f"| {r['K']} | {objective} | {name} | {r['params'] / 1e6:.2f} | {r['samples_per_s']:.2f} | "
+        low = r["low_memory"] if r["side"] == "ours" else ""
+        lines.append(f"| {r['K']} | {objective} | {name} | {low} | {r['params'] / 1e6:.2f} | {r['samples_per_s']:.2f} | "
                      f"{r['sec_per_step']:.2f} | {sorted(r['step_cpu_times'])[len(r['step_cpu_times']) // 2]:.2f} | "
                      f"{r['peak_mem_MiB']:.0f} | {ratio} |")
     flops = [r for r in rows if "gflop_per_step" in r]
