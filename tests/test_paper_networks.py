@@ -84,6 +84,10 @@ def test_tiny_fit_sample_and_plot(tmp_path):
     # out-of-range values are clipped for display only
     png = save_image_grid([[s * 3 - 1 for s in samples]], tmp_path / "grid.png")
     assert png.exists()
+    model.save(tmp_path / "model")
+    again = CMVAE.load(tmp_path / "model")
+    assert again.arch == "paper"
+    np.testing.assert_array_equal(again.predict(views), labels)
 
 
 def test_configs_use_the_paper_networks():
