@@ -93,7 +93,7 @@ def test_unknown_section_and_data_key(tmp_path):
     [
         ("model", "n_clusters", "many", "valid integer"),
         ("model", "n_clusters", 0, "greater than or equal to 1"),
-        ("model", "arch", "huge", "'light' or 'resnet'"),
+        ("model", "arch", "huge", "'light', 'resnet' or 'paper'"),
         ("model", "latent_family", "cauchy", "'laplace' or 'gaussian'"),
         ("model", "estimator", "vi", "'elbo', 'iwae' or 'dreg'"),
         ("training", "lr", -1.0, "greater than 0"),
@@ -198,7 +198,7 @@ def test_load_config_takes_a_packaged_config_name(tmp_path, monkeypatch):
 def test_paper_config_values():
     cfg = load_config(REPO / "configs" / "polymnist.yaml")
     m, t = cfg.model, cfg.training
-    assert (m.arch, m.likelihood, m.likelihood_scale, m.latent_family) == ("resnet", "laplace", 0.75, "laplace")
+    assert (m.arch, m.likelihood, m.likelihood_scale, m.latent_family) == ("paper", "laplace", 0.75, "laplace")
     assert (m.beta, m.n_samples, m.estimator, m.n_clusters, m.shared_dim, m.private_dim) == (2.5, 1, "elbo", 40, 32, 32)
     assert (t.lr, t.amsgrad, t.batch_size, t.epochs) == (1e-3, True, 128, 250)
     cpu = load_config(REPO / "configs" / "polymnist_cpu.yaml")

@@ -5,7 +5,7 @@
 >>> CMC(n_clusters=10).fit(views).transform(views)                          # all views, [N, shared_dim]
 
 All three use the networks of :mod:`cmvae.nets` (``shared_dim`` = the representation size,
-``arch`` light/resnet) and no pre-training. ``views`` is always the full list of M views; the
+``arch`` light/resnet/paper) and no pre-training. ``views`` is always the full list of M views; the
 unimodal methods read ``views[modality]``.
 
 * :class:`VaDE` -- the CMVAE estimator on one modality without private latents (see

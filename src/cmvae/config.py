@@ -228,7 +228,7 @@ class ModelConfig(_Strict):
     beta_warmup_epochs: int = Field(0, ge=0)
     n_samples: int = Field(1, ge=1)
     estimator: Literal["elbo", "iwae", "dreg"] = "elbo"
-    arch: Literal["light", "resnet"] = "light"
+    arch: Literal["light", "resnet", "paper"] = "light"
     learn_prior_scales: bool = False
     prior_mean_init_std: float = Field(1.0, ge=0)
     cluster_init: Literal["kmeans", "random", "uniform"] = "kmeans"

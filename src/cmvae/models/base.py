@@ -166,11 +166,30 @@ class MultimodalVAE(nn.Module):
         for n, x in enumerate(views):
             w = torch.where(own_mask[:, n], w_own[n].unsqueeze(0), w_aux[n])  # [M_src, K, B, dw]
             if self.low_memory and torch.is_grad_enabled():
-                log_lik = checkpoint(self._target_log_likelihood, n, x, z, w, use_reentrant=False)
+                log_lik = self._checkpointed_log_likelihood(n, x, z, w)
             else:
                 log_lik = self._target_log_likelihood(n, x, z, w)
             per_target.append(log_lik)
         return torch.stack(per_target, dim=1)
+
+    #: ``low_memory``: the most decoded samples whose activations are held at once (per chunk of
+    #: (source, sample) pairs). The decoders' activations then take a bounded amount of memory at any K.
+    low_memory_rows: int = 1024
+
+    def _checkpointed_log_likelihood(self, n: int, x: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """:meth:`_target_log_likelihood` with the decoder's activations recomputed in backward, in chunks of
+        at most :attr:`low_memory_rows` decoded samples (whole batches of B): the same values and gradients.
+        A decoder with batch norm is run in one chunk, since chunks would change its batch statistics."""
+        lead, b = z.shape[:-2], z.shape[-2]
+        z_sets, w_sets = z.reshape(-1, b, z.shape[-1]), w.reshape(-1, b, w.shape[-1])  # [S, B, d]
+        per_chunk = max(1, self.low_memory_rows // b)
+        if any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in self.decoders[n].modules()):
+            per_chunk = z_sets.shape[0]
+        parts = [
+            checkpoint(self._target_log_likelihood, n, x, zc, wc, use_reentrant=False)
+            for zc, wc in zip(z_sets.split(per_chunk), w_sets.split(per_chunk))
+        ]
+        return torch.cat(parts).reshape(*lead, b)
 
     def _target_log_likelihood(self, n: int, x: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """lambda_n log p(x_n | z, w): ``[..., B]`` for latents ``[..., B, d]``."""

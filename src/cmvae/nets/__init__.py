@@ -6,6 +6,7 @@ Protocol every encoder/decoder follows (user modules too):
   (z location, z raw scale, w location, w raw scale); raw scales go through softplus.
 * decoder: ``latent [N, shared_dim + private_dim] -> [N, *shape]`` (the likelihood's
   mean, or logits for Bernoulli likelihoods); text decoders give logits ``[N, L, vocab_size]``.
+  The ``paper`` image decoders' means are unbounded (not squashed into the data's range).
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ import torch
 from torch import nn
 
 from .images import ImageDecoder, ImageEncoder
+from .paper import PaperCaptionDecoder, PaperCaptionEncoder, PaperImageDecoder, PaperImageEncoder
 from .tabular import TabularDecoder, TabularEncoder
 from .text import TextDecoder, TextEncoder
 
-__all__ = ["BranchedEncoder", "ImageDecoder", "ImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder",
+__all__ = ["ARCHS", "BranchedEncoder", "ImageDecoder", "ImageEncoder", "PaperCaptionDecoder", "PaperCaptionEncoder",
+           "PaperImageDecoder", "PaperImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder",
            "TextEncoder", "build_networks"]
+
+
+#: Architecture names: ``light`` (CPU default), ``resnet`` (wide residual nets), ``paper`` (the authors' networks,
+#: :mod:`cmvae.nets.paper`; tabular modalities get the ``resnet`` MLPs).
+ARCHS = ("light", "resnet", "paper")
 
 
 class BranchedEncoder(nn.Module):
@@ -52,11 +60,18 @@ def build_networks(
     ``vocab_size``, ``[L]`` token ids -> 1-D convolutional text nets (decoder logits ``[N, L, vocab_size]``).
     ``branches="separate"``: a :class:`BranchedEncoder` of two such encoders, one for z and one for w
     (with ``private_dim`` 0 there is nothing to separate and one encoder is returned).
+    ``arch="paper"``: the authors' networks; their caption encoder always has separate z and w branches
+    (over one embedding), their image decoders do not squash the output.
     """
     if branches not in ("shared", "separate"):
         raise ValueError(f"encoder_branches must be 'shared' or 'separate', got {branches!r}")
-    if len(shape) == 3 and vocab_size is None and arch not in ("light", "resnet"):
-        raise ValueError(f"unknown image architecture {arch!r}; choose 'light' or 'resnet'")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+    if arch == "paper" and vocab_size is not None:
+        if len(shape) != 1:
+            raise ValueError(f"a text modality has per-sample shape [L] (token ids), got {list(shape)}")
+        return (PaperCaptionEncoder(vocab_size, shape[0], shared_dim, private_dim),
+                PaperCaptionDecoder(shared_dim, private_dim, vocab_size, shape[0]))
     if branches == "separate" and private_dim > 0:
         encoder: nn.Module = BranchedEncoder(
             _encoder(shape, 2 * shared_dim, arch, vocab_size), _encoder(shape, 2 * private_dim, arch, vocab_size)
@@ -72,6 +87,8 @@ def _encoder(shape: tuple[int, ...], out_dim: int, arch: str, vocab_size: int | 
             raise ValueError(f"a text modality has per-sample shape [L] (token ids), got {list(shape)}")
         return TextEncoder(vocab_size, shape[0], out_dim, arch)
     if len(shape) == 3:
+        if arch == "paper":
+            return PaperImageEncoder(shape, out_dim)  # type: ignore[arg-type]
         return ImageEncoder(shape, out_dim, arch)  # type: ignore[arg-type]
     if len(shape) == 1:
         return TabularEncoder(shape[0], out_dim, _tabular_hidden(arch))
@@ -85,6 +102,8 @@ def _decoder(shape: tuple[int, ...], latent_dim: int, arch: str, likelihood: str
     if vocab_size is not None:
         return TextDecoder(latent_dim, vocab_size, shape[0], arch)
     if len(shape) == 3:
+        if arch == "paper":
+            return PaperImageDecoder(shape, latent_dim)  # type: ignore[arg-type]
         sigmoid = likelihood in ("laplace", "gaussian")
         return ImageDecoder(shape, latent_dim, arch, sigmoid=sigmoid)  # type: ignore[arg-type]
     return TabularDecoder(latent_dim, shape[0], _tabular_hidden(arch))
