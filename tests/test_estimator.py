@@ -409,7 +409,7 @@ def test_ready_placement_on_separable_data_comes_before_the_deadline_and_is_kept
         def on_train_end(self, trainer, pl_module):
             seen["callback"] = next(cb for cb in trainer.callbacks if isinstance(cb, KMeansPriorInit))
 
-    model = CMVAE(epochs=6, **{**FAST, "cluster_init_epoch": 6, "lr": 1e-2})
+    model = CMVAE(epochs=6, **{**FAST, "cluster_init_epoch": 6, "lr": 1e-2, "cluster_init_when": "ready"})
     model.fit(views, out_dir=tmp_path / "run", callbacks=[Grab()])
     placements = seen["callback"].placements
     assert placements and "stable" in placements[0], placements

@@ -148,4 +148,4 @@ def test_defaults_cluster_small_separable_tabular_data(monkeypatch):
     model = CMVAE(n_clusters=4, progress=False, accelerator="cpu", seed=0).fit(views)
     assert model.epochs_ == 100  # 2 steps per epoch
     nmi = normalized_mutual_info_score(y, model.predict(views))
-    assert nmi > 0.9, nmi  # 0.985 when written
+    assert nmi > 0.9, nmi  # 0.946 (0.985 with posterior_samples=0)

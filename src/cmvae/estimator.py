@@ -947,7 +947,7 @@ class CMVAE(MultimodalEstimator):
         prior_mean_init_std: float = 1.0,
         cluster_init: str = "kmeans",
         cluster_init_epoch: int | None = None,
-        cluster_init_when: str = "ready",
+        cluster_init_when: str = "epoch",
         assignment: str = "evidence",
         posterior_samples: int = 16,
         scale_param: str = "softplus",
