@@ -452,3 +452,23 @@ def test_posterior_draws_make_no_row_depend_on_the_others():
     loc, scale = torch.randn(50, 4), torch.rand(50, 4) + 0.5
     full = prior.expected_log_posterior(loc, scale, 16, seed=3)
     assert torch.allclose(full[7:9], prior.expected_log_posterior(loc[7:9], scale[7:9], 16, seed=3), atol=1e-6)
+
+
+def test_codes_for_the_placement_are_a_random_subset_when_data_exceed_the_budget():
+    """Data sorted by class: the bounded sample for k-means must not be the first rows (one class)."""
+    from types import SimpleNamespace
+
+    from cmvae.callbacks import _mixture_means
+
+    class Identity(torch.nn.Module):  # z_loc of every modality = its input
+        def encode(self, batch):
+            return SimpleNamespace(z_loc=torch.stack(batch))
+
+    schema = SimpleNamespace(to_model_input=lambda views, device: [v.float() for v in views])
+    sorted_labels = torch.arange(4).repeat_interleave(500)[:, None].float()  # 2,000 rows, classes in blocks
+    codes = _mixture_means(Identity(), schema, [sorted_labels, sorted_labels], torch.device("cpu"),
+                           max_points=400, batch_size=64, seed=1)
+    assert codes.shape == (400, 1)
+    assert set(codes[:, 0].tolist()) == {0.0, 1.0, 2.0, 3.0}
+    assert torch.equal(codes, _mixture_means(Identity(), schema, [sorted_labels, sorted_labels], torch.device("cpu"),
+                                             max_points=400, batch_size=64, seed=1))

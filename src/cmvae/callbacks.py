@@ -26,14 +26,22 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
-                   max_points: int = 20000, batch_size: int = 1024, mask: torch.Tensor | None = None) -> torch.Tensor:
+                   max_points: int = 20000, batch_size: int = 1024, mask: torch.Tensor | None = None,
+                   seed: int = 0) -> torch.Tensor:
     """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``;
     with ``mask`` ``[N, M]`` (True = observed) the average of each sample's observed modalities' means.
+    Above ``max_points`` samples a seeded random subset (in data order) is encoded, so data sorted by
+    class still give every class its share.
 
     The mixture mean rather than the stacked unimodal means: early in training the unimodal
     codes still differ by modality, and k-means would then find the modalities, not the clusters.
     """
-    n = min(views[0].shape[0], max_points)
+    total = views[0].shape[0]
+    if total > max_points:
+        ids = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+        views = [x[ids] for x in views]
+        mask = mask[ids] if mask is not None else None
+    n = views[0].shape[0]
     was_training = module.training
     module.eval()
     codes = []
@@ -129,7 +137,7 @@ class KMeansPriorInit(L.Callback):
         prior = module.prior  # type: ignore[union-attr]
         n_codes = 0
         if trainer.is_global_zero:
-            codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask)
+            codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask, seed=self.seed)
             prior.init_from_codes(codes, seed=self.seed)
             n_codes = codes.shape[0]
         if trainer.world_size > 1:
