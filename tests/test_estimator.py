@@ -412,7 +412,7 @@ def test_ready_placement_on_separable_data_comes_before_the_deadline_and_is_kept
     model = CMVAE(epochs=6, **{**FAST, "cluster_init_epoch": 6, "lr": 1e-2, "cluster_init_when": "ready"})
     model.fit(views, out_dir=tmp_path / "run", callbacks=[Grab()])
     placements = seen["callback"].placements
-    assert placements and "stable" in placements[0], placements
+    assert placements and "is stable" in placements[0], placements
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     saved = [v for k, v in state["callbacks"].items() if "KMeansPriorInit" in k]
     assert saved and saved[0]["done"] and saved[0]["placements"] == placements

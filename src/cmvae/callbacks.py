@@ -85,9 +85,9 @@ class KMeansPriorInit(L.Callback):
     consecutive epochs (adjusted Rand index >= ``STABLE_ARI``). After the placement and until 90 % of
     training, the same check runs every epoch; when the latent has moved to a stable partition that
     the model's own clusters no longer follow (their ARI with it < ``FOLLOW_ARI``) the components are
-    placed again, at most ``MAX_REPLACEMENTS`` times. No labels are used: the latent learns the
-    shared content at a speed that varies between seeds and data sets, and a clock-based placement
-    (``"epoch"``) fixes clusters on a latent that may not hold them yet.
+    placed again, at most ``MAX_REPLACEMENTS`` times. No labels are used. The idea: the latent learns
+    the shared content at a speed that varies between seeds and data sets, so a clock may place the
+    components on a latent that does not hold the clusters yet.
 
     If training stops before the placement, the components are placed at the end so the model
     still clusters. ``module``: the model being trained (its ``prior`` is a cluster prior), ``schema``
@@ -207,7 +207,7 @@ class KMeansPriorInit(L.Callback):
             return None
         stable, follows = self._check(pl_module)
         if not self.done and (stable or due):
-            return f"{where}: the latent's clusters {'are stable' if stable else 'deadline'}"
+            return f"{where}: " + ("the latent's k-means partition is stable" if stable else "the deadline")
         if self.done and stable and follows is not None and follows < self.FOLLOW_ARI:
             return f"{where}: again, the model's clusters no longer follow the latent's (ARI {follows:.2f})"
         return None
