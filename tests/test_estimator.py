@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 import json
 
 import lightning as L
@@ -348,6 +349,14 @@ def test_lightning_product_tips_are_not_shown(caplog):
     with caplog.at_level(logging.INFO):
         make_trainer(epochs=1, out_dir=None, accelerator="cpu", devices=1, progress=False)
     assert not [r for r in caplog.records if "litlogger" in r.getMessage()]
+
+
+def test_a_fit_without_validation_data_gives_no_lightning_warning():
+    views, _ = make_data(64, seed=7)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        CMVAE(epochs=1, **FAST).fit(views)
+    assert not [w for w in seen if "validation_step" in str(w.message)], [str(w.message) for w in seen]
 
 
 class _FakeTrainer:
