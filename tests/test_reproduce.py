@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import cmvae
+from cmvae.cli import main
 from cmvae.config import ConfigError
 from cmvae.plots import save_score_curve
 from cmvae.reproduce import PartsFailedError, RunDirError, reproduce
@@ -313,6 +314,16 @@ def test_reproduce_runs_parts_writes_the_report_and_resumes(tmp_path, monkeypatc
     assert second.calls == ["other"] and result.ok and "All 2 parts finished" in result.report_md.read_text()
     with pytest.raises(RunDirError, match="scale 'smoke', not 'cpu'"):
         reproduce("cpu", out)
+
+
+def test_cli_reproduce_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("x")
+    assert main(["reproduce", "--scale", "smoke", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not empty and holds no reproduce.json" in err and err.count("\n") == 1
+    assert main(["reproduce", "--scale", "huge", "--out", str(tmp_path / "new")]) == 2
+    assert "not one of smoke, cpu, paper" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------ a real part, tiny
