@@ -175,6 +175,15 @@ def test_a_marker_without_a_readable_result_counts_as_unfinished(tmp_path):
     assert run_parts(tmp_path, [rec.part("a")])[0].status == "done" and rec.calls == ["a"]
 
 
+def test_an_attempt_of_a_killed_process_is_recorded_as_killed(tmp_path):
+    rec = Recorder()
+    folder = tmp_path / "parts" / "a"
+    folder.mkdir(parents=True)
+    (folder / "attempts.json").write_text(json.dumps([{"started": "t0", "seconds": None, "status": "running"}]))
+    assert run_parts(tmp_path, [rec.part("a")])[0].attempts == 2
+    assert [a["status"] for a in json.loads((folder / "attempts.json").read_text())] == ["killed", "done"]
+
+
 def test_an_interrupt_is_recorded_and_stops_the_run(tmp_path):
     def stop(ctx):
         raise KeyboardInterrupt

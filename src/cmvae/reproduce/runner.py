@@ -167,6 +167,9 @@ def run_parts(out: Path, parts: list[Part], *, plan: Any = None,
         folder = out / "parts" / part.name
         attempts = _read_json(folder / ATTEMPTS)
         attempts = attempts if isinstance(attempts, list) else []
+        for entry in attempts:  # an attempt still "running" belonged to a process that was killed
+            if isinstance(entry, dict) and entry.get("status") == "running":
+                entry["status"] = "killed"
         earlier = float(sum(a.get("seconds") or 0.0 for a in attempts if a.get("status") != "done"))
         found = _finished(folder)
         if found is not None:
