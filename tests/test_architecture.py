@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("configuration", ("data.run_data", "config")),
     ("estimators", ("estimator", "baselines", "clustering_baselines")),
     ("package API", ("",)),
-    ("applications", ("benchmark", "compare", "cli", "__main__")),
+    ("applications", ("benchmark", "compare", "reproduce", "reproduce.*", "cli", "__main__")),
 ]
 
 

@@ -112,3 +112,28 @@ def test_cli_benchmark_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     assert main(["benchmark", "clustering", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "benchmark.modalities [7] out of range" in capsys.readouterr().err
+
+
+def test_resume_keeps_finished_fits_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
+    from cmvae import benchmark
+
+    _write_data(tmp_path / "data.npz")
+    cfg = config_from_dict({
+        "data": {"name": "arrays", "path": str(tmp_path / "data.npz")},
+        "training": {"accelerator": "cpu"},
+        "benchmark": {"seeds": [0, 1], "methods": {"kmeans": {"pca_dim": 4}}},
+    })
+    out = tmp_path / "out"
+    benchmark.run_clustering_benchmark(cfg, out, progress=False)
+    first = benchmark.read_runs(out / "benchmark_runs.csv")
+    assert len(first) == 6  # 2 seeds x (all + 2 modalities)
+    # a stopped run: only the first two fits are on disk
+    benchmark.write_outputs(out, first[:2])
+    calls = []
+    real = benchmark.kmeans_baseline
+    monkeypatch.setattr(benchmark, "kmeans_baseline", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    benchmark.run_clustering_benchmark(cfg, out, progress=False, resume=True)
+    assert len(calls) == 4  # the two kept fits were not run again
+    again = benchmark.read_runs(out / "benchmark_runs.csv")
+    assert again[:2] == first[:2] and len(again) == 6
+    assert [r["nmi"] for r in again] == pytest.approx([r["nmi"] for r in first])

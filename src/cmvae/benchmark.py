@@ -206,9 +206,36 @@ def write_outputs(out_dir: Path, runs: list[dict[str, Any]]) -> list[dict[str, A
     return summary
 
 
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``benchmark_runs.csv`` (as :func:`write_outputs` writes them), typed; [] without the file."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        try:
+            out.append({"method": row["method"], "setting": row["setting"], "modality": row["modality"],
+                        "seed": int(row["seed"]), **{k: float(row[k]) for k in SCORES},
+                        "n_clusters_used": int(row["n_clusters_used"]), "seconds": float(row["seconds"])})
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataValidationError(f"{path}: unreadable row {row!r} ({err}); remove the file to start again") from None
+    return out
+
+
+def _job_key(row: dict[str, Any] | Job) -> tuple[str, str, str, int]:
+    if isinstance(row, Job):
+        return row.method, row.setting, row.modality, row.seed
+    return row["method"], row["setting"], row["modality"], int(row["seed"])
+
+
 def run_clustering_benchmark(cfg: RunConfig, out_dir: str | os.PathLike, *, progress: bool = True,
-                             console: Any = None) -> list[dict[str, Any]]:
-    """Run ``cfg.benchmark`` on ``cfg.data``; write the tables to ``out_dir``; return the summary rows."""
+                             console: Any = None, resume: bool = False) -> list[dict[str, Any]]:
+    """Run ``cfg.benchmark`` on ``cfg.data``; write the tables to ``out_dir``; return the summary rows.
+
+    ``resume``: the fits already in ``out_dir/benchmark_runs.csv`` (same method, setting, modality and
+    seed as a planned fit) are kept and not run again; rows of fits the config no longer plans are dropped.
+    """
     if cfg.benchmark is None:
         raise ValueError("the config has no benchmark: section (see configs/benchmark_clustering_polymnist_cpu.yaml)")
     bench: BenchmarkConfig = cfg.benchmark
@@ -222,7 +249,9 @@ def run_clustering_benchmark(cfg: RunConfig, out_dir: str | os.PathLike, *, prog
     true_k = int(np.unique(data.train_labels).shape[0])
     jobs = list(plan_jobs(cfg, len(data.train_views), true_k))
     out = Path(out_dir)
-    runs: list[dict[str, Any]] = []
+    planned = {_job_key(job) for job in jobs}
+    runs: list[dict[str, Any]] = [r for r in read_runs(out / "benchmark_runs.csv") if _job_key(r) in planned] if resume else []
+    done = {_job_key(r) for r in runs}
     log.info("%d fits on %d training samples, scored on the %s split (%d samples)", len(jobs),
              data.train_views[0].shape[0], split, labels.shape[0])
 
@@ -232,6 +261,9 @@ def run_clustering_benchmark(cfg: RunConfig, out_dir: str | os.PathLike, *, prog
                   console=console, disable=not progress) as bar:
         task = bar.add_task("benchmark", total=len(jobs))
         for job in jobs:
+            if _job_key(job) in done:
+                bar.advance(task)
+                continue
             where = "" if job.modality == ALL_MODALITIES else f", modality {job.modality}"
             bar.update(task, description=f"{job.method} ({job.setting}{where}, seed {job.seed})")
             start = time.perf_counter()

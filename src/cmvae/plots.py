@@ -495,3 +495,49 @@ def save_coherence_quality_figure(
         fig.suptitle(title)
     fig.tight_layout()
     return _save_atomic(fig, out_png)
+
+
+# --------------------------------------------------------------------------- #
+# scores against a count
+# --------------------------------------------------------------------------- #
+def save_score_curve(
+    xs: Sequence[float],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float] | None]],
+    out_png: PathLike,
+    *,
+    xlabel: str,
+    ylabel: str = "score",
+    title: str | None = None,
+) -> Path:
+    """One line per score against ``xs`` (e.g. NMI/ARI/ACC against the number of observed modalities).
+
+    Args:
+        xs: x positions, shape ``[X]`` (integers are labelled as such).
+        series: ``{name: (means [X], spreads [X] or None)}``; a spread is drawn as a band mean +- spread.
+        out_png: output PNG path (600 x 400 pixels).
+        xlabel, ylabel, title: axis labels and an optional title.
+    """
+    x = np.asarray(xs, dtype=float).reshape(-1)
+    if x.size == 0 or not series:
+        raise ValueError("xs and series must not be empty")
+    fig = _new_figure((6.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, (means, spreads)) in enumerate(series.items()):
+        m = np.asarray(means, dtype=float).reshape(-1)
+        if m.shape != x.shape:
+            raise ValueError(f"series {name!r} has {m.size} values for {x.size} xs: lengths differ")
+        ax.plot(x, m, "o-", color=f"C{i}", markersize=4, label=name)
+        if spreads is not None:
+            s = np.asarray(spreads, dtype=float).reshape(-1)
+            if s.shape != x.shape:
+                raise ValueError(f"spreads of {name!r} have {s.size} values for {x.size} xs: lengths differ")
+            ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.15, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save_atomic(fig, out_png)
