@@ -45,6 +45,7 @@ def test_latent_diagnostics_on_a_perfect_prior_and_on_a_prior_that_found_the_mod
     assert out["clusters_used"] == 4 and out["pi_entropy"] == pytest.approx(1.0)
     assert out["prior_gap"] < 0.5
     assert out["kmeans_r2"] > 0.95  # well-separated clusters explain almost all the variance
+    assert out["modality_nmi_min"] == pytest.approx(1.0) and out["modality_nmi_mean"] == pytest.approx(1.0)
     structureless = latent_diagnostics(torch.randn(3, len(labels), 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
                                        log_post, prior.log_weights().detach(), prior.means.detach(), labels)
     assert structureless["kmeans_r2"] < 0.6
@@ -55,6 +56,13 @@ def test_latent_diagnostics_on_a_perfect_prior_and_on_a_prior_that_found_the_mod
     assert out["kmeans_mean_nmi"] == pytest.approx(1.0)
     assert out["kmeans_vote_nmi"] < 0.8
     assert out["modality_share"] > 0.9
+
+    # one modality's posteriors carry no information: its NMI is 0, the others' stay 1
+    blind = log_post.clone()
+    blind[1] = torch.log_softmax(torch.zeros_like(blind[1]), -1)
+    out = latent_diagnostics(codes, blind, prior.log_weights().detach(), prior.means.detach(), labels)
+    assert out["modality_nmi_min"] == pytest.approx(0.0, abs=1e-9) and out["modality_nmi_max"] == pytest.approx(1.0)
+    assert out["modality_nmi_mean"] == pytest.approx((log_post.shape[0] - 1) / log_post.shape[0])
 
 
 def test_normalised_scales_average_one_and_softplus_stays_the_default():

@@ -6,6 +6,9 @@ how the unimodal codes z_m are organised:
 
 * ``nmi``/``ari``: the model's own clusters (what ``predict`` returns with assignment ``rule``),
   and ``vote_nmi``/``evidence_nmi`` (and ``_ari``) for both assignment rules;
+* ``modality_nmi_mean``/``_min``/``_max``: NMI of each modality's clusters alone (argmax of its
+  q(c | x_m)), over the modalities: what the combined assignment is built from. The objective
+  fits the mixture to single-modality codes, so these bound how well it can place the components;
 * ``kmeans_mean_nmi``/``_ari``: k-means on the mixture means z-bar = mean_m E[z | x_m]
   (what ``transform`` returns): how much cluster structure the shared latent holds;
   ``kmeans_r2``, the same without labels: the share of the variance of z-bar that those k-means
@@ -85,6 +88,11 @@ def latent_diagnostics(
         if name == rule:
             out["nmi"], out["ari"] = out[f"{name}_nmi"], out[f"{name}_ari"]
             out["clusters_used"] = float(len(np.unique(predicted)))
+
+    per_modality_nmi = [float(clustering_scores(labels, log_posteriors[m].argmax(-1).numpy())["nmi"])
+                        for m in range(log_posteriors.shape[0])]
+    out["modality_nmi_mean"] = float(np.mean(per_modality_nmi))
+    out["modality_nmi_min"], out["modality_nmi_max"] = min(per_modality_nmi), max(per_modality_nmi)
 
     mixture_mean = z_loc.mean(0).double().numpy()
     km = _kmeans(mixture_mean, k, seed)
