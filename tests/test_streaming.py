@@ -77,3 +77,21 @@ def test_fit_placement_and_inference_read_a_batch_at_a_time_and_match_in_memory(
     np.testing.assert_array_equal(model.predict(lazy), reference.predict(arrays))
     np.testing.assert_array_equal(model.transform(lazy), reference.transform(arrays))
     assert model.select_clusters(lazy).entropy == reference.select_clusters(arrays).entropy
+
+
+def test_cluster_scores_of_a_whole_data_set_are_computed_in_blocks_of_rows(monkeypatch):
+    from cmvae import priors
+
+    prior = priors.ClusterPrior(4, 3, "laplace")
+    loc, scale = torch.randn(2, 50, 3), torch.rand(2, 50, 3) + 0.1
+    whole = (prior.expected_log_posterior(loc, scale, 5), prior.expected_log_posterior(loc, scale, 0),
+             prior.log_likelihoods(loc))
+    seen = []
+    log_posterior = prior.log_posterior
+    monkeypatch.setattr(prior, "log_posterior", lambda z: seen.append(z.shape[0]) or log_posterior(z))
+    monkeypatch.setattr(priors, "SCORE_ROWS", 7)
+    blocks = (prior.expected_log_posterior(loc, scale, 5), prior.expected_log_posterior(loc, scale, 0),
+              prior.log_likelihoods(loc))
+    assert max(seen) == 7 and sum(seen) == 6 * 100  # 5 draws + the mean, 100 rows each, 7 at a time
+    for a, b in zip(whole, blocks):  # the same per-row arithmetic, up to the rounding of vectorised loops
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
