@@ -24,31 +24,41 @@ from .selection import AssignmentRule, assign_clusters
 log = logging.getLogger(__name__)
 
 
+#: The k-means placement clusters the codes of at most this many training samples (a seeded random subset
+#: above it), so its memory does not grow with N.
+KMEANS_MAX_POINTS = 20000
+#: Rows encoded (and read from the views) at a time by the placement and the readiness check.
+ENCODE_ROWS = 1024
+
+
 @torch.no_grad()
 def _mixture_means(module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], device: torch.device,
-                   max_points: int = 20000, batch_size: int = 1024, mask: torch.Tensor | None = None,
-                   seed: int = 0) -> torch.Tensor:
-    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` samples: ``[n, shared_dim]``;
-    with ``mask`` ``[N, M]`` (True = observed) the average of each sample's observed modalities' means.
-    Above ``max_points`` samples a seeded random subset (in data order) is encoded, so data sorted by
-    class still give every class its share.
+                   max_points: int | None = None, batch_size: int | None = None, mask: torch.Tensor | None = None,
+                   seed: int = 0, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Means of q(z|X) (average of the unimodal means) for at most ``max_points`` (:data:`KMEANS_MAX_POINTS`)
+    samples, or for the sorted ``rows`` ``[n]`` when given: ``[n, shared_dim]``; with ``mask`` ``[N, M]``
+    (True = observed) the average of each sample's observed modalities' means. Above ``max_points``
+    samples a seeded random subset (in data order) is encoded, so data sorted by class still give every
+    class its share. The views are read ``batch_size`` (:data:`ENCODE_ROWS`) rows at a time: views on
+    disk (memory maps, :class:`~cmvae.lazyrows.LazyRows`) are never read whole.
 
     The mixture mean rather than the stacked unimodal means: early in training the unimodal
     codes still differ by modality, and k-means would then find the modalities, not the clusters.
     """
+    max_points = KMEANS_MAX_POINTS if max_points is None else max_points
+    batch_size = ENCODE_ROWS if batch_size is None else batch_size
     total = views[0].shape[0]
-    if total > max_points:
-        ids = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
-        views = [x[ids] for x in views]
-        mask = mask[ids] if mask is not None else None
-    n = views[0].shape[0]
+    if rows is None and total > max_points:
+        rows = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+    n = total if rows is None else rows.shape[0]
     was_training = module.training
     module.eval()
     codes = []
     for start in range(0, n, batch_size):
-        batch = schema.to_model_input([x[start : min(start + batch_size, n)] for x in views], device)
+        take = slice(start, min(start + batch_size, n)) if rows is None else rows[start : start + batch_size]
+        batch = schema.to_model_input([x[take] for x in views], device)
         z_loc = module.encode(batch).z_loc.cpu()
-        codes.append(z_loc.mean(0) if mask is None else masked_mean(z_loc, mask[start : min(start + batch_size, n)]))
+        codes.append(z_loc.mean(0) if mask is None else masked_mean(z_loc, mask[take]))
     module.train(was_training)
     return torch.cat(codes)
 
@@ -163,9 +173,8 @@ class KMeansPriorInit(L.Callback):
         from sklearn.metrics import adjusted_rand_score
 
         module = self.module
-        views = [x[self.check_ids] for x in self.views]
-        mask = self.mask[self.check_ids] if self.mask is not None else None
-        codes = _mixture_means(module, self.schema, views, pl_module.device, mask=mask).double()
+        codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask,
+                               rows=self.check_ids).double()
         prior = module.prior  # type: ignore[union-attr]
         k = len(prior.active_ids())
         labels = KMeans(n_clusters=k, n_init=2, random_state=self.seed).fit(codes.numpy()).labels_

@@ -1056,7 +1056,7 @@ class CMVAE(MultimodalEstimator):
         z = post.z_loc if use_mean else module.z_family.sample(post.z_loc, post.z_scale)
         prior = module.prior  # type: ignore[union-attr]
         with torch.no_grad():
-            return prior.family.log_prob(z.unsqueeze(-2), prior.means, prior.scales).sum(-1)
+            return prior.log_likelihoods(z)
 
     def select_clusters(
         self,

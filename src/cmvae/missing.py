@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .lazyrows import LazyRows
 from .schema import DataValidationError
 
 
@@ -61,6 +62,8 @@ def fill_unobserved(x: Any, observed: torch.Tensor) -> Any:
 
     Leaves ``x`` untouched (no copy) when it has no non-finite values; other dtypes pass through.
     """
+    if isinstance(x, LazyRows):  # read on demand, never whole: its placeholders must be finite already
+        return x
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if not t.dtype.is_floating_point or t.dim() == 0 or t.shape[0] != observed.shape[0]:
         return x

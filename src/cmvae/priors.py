@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -21,6 +22,22 @@ from torch import nn
 from .distributions import latent_family, scale_transform
 
 _INV_SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(x) == 1  <=>  x == log(e - 1)
+#: Rows of codes scored at a time when a whole data set is scored (predict, select_clusters): the
+#: ``[rows, C, dim]`` intermediates stay bounded whatever N.
+SCORE_ROWS = 4096
+
+
+def by_rows(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+    """``fn`` on blocks of :data:`SCORE_ROWS` rows of ``tensors`` ``[..., dim]`` (the leading dims
+    flattened), results ``[rows, C]`` put back as ``[..., C]``; for functions that treat rows independently."""
+    lead = tensors[0].shape[:-1]
+    flat = [t.reshape(-1, t.shape[-1]) for t in tensors]
+    n = flat[0].shape[0]
+    if n <= SCORE_ROWS:
+        out = fn(*flat)
+    else:
+        out = torch.cat([fn(*(f[start : start + SCORE_ROWS] for f in flat)) for start in range(0, n, SCORE_ROWS)])
+    return out.reshape(*lead, out.shape[-1])
 
 
 class ClusterPrior(nn.Module):
@@ -104,16 +121,24 @@ class ClusterPrior(nn.Module):
         ``seed`` on the CPU (the global random state is untouched), so the result is reproducible.
         """
         if samples <= 0:
-            return self.log_posterior(loc)
+            return by_rows(self.log_posterior, loc)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             noise = self.family.noise((samples, loc.shape[-1]), loc.new_zeros(()).cpu()).to(loc)  # [S, dim]
-        total: torch.Tensor | None = None
-        for eps in noise:  # the same S draws for every row: a row's result never depends on the others
-            log_post = self.log_posterior(loc + scale * eps)
-            total = log_post if total is None else torch.logaddexp(total, log_post)
-        assert total is not None
-        return total - math.log(samples)
+
+        def expected(loc_rows: torch.Tensor, scale_rows: torch.Tensor) -> torch.Tensor:
+            total: torch.Tensor | None = None
+            for eps in noise:  # the same S draws for every row: a row's result never depends on the others
+                log_post = self.log_posterior(loc_rows + scale_rows * eps)
+                total = log_post if total is None else torch.logaddexp(total, log_post)
+            assert total is not None
+            return total - math.log(samples)
+
+        return by_rows(expected, loc, scale)
+
+    def log_likelihoods(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z | c) for every cluster, :data:`SCORE_ROWS` rows at a time: ``[..., dim] -> [..., C]``."""
+        return by_rows(lambda rows: self.family.log_prob(rows.unsqueeze(-2), self.means, self.scales).sum(-1), z)
 
     # -- sampling and pruning ---------------------------------------------------------
     @torch.no_grad()

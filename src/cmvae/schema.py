@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .lazyrows import LazyRows
+
 ModalityKind = Literal["image", "tabular", "text"]
 ArrayLike = Any  # np.ndarray | torch.Tensor
 
@@ -246,6 +248,10 @@ def _as_tensor(x: Any, label: str) -> torch.Tensor:
     """One modality's array as a CPU tensor; non-numeric data raises :class:`DataValidationError` naming it."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
+    if isinstance(x, LazyRows):  # read on demand: every later step indexes it a batch or a chunk at a time
+        if x.dtype not in (torch.uint8, torch.float32):
+            raise DataValidationError(f"{label} is read on demand and must be uint8 or float32, got {x.dtype}")
+        return x  # type: ignore[return-value]
     if isinstance(x, (str, bytes)):
         raise DataValidationError(f"{label} is a string ({x[:40]!r}); expected a numeric array [N, ...]")
     try:
@@ -287,6 +293,8 @@ def as_views(views: Sequence[ArrayLike], *, name: str = "views", min_modalities:
     Each entry is ``[N, *shape]``: ``[N, C, H, W]`` images or ``[N, D]`` feature vectors,
     with the same N everywhere and no NaN/inf values. A :class:`cmvae.data.MultimodalDataset`
     is accepted too (its ``to_views()``).
+    A :class:`~cmvae.lazyrows.LazyRows` entry (e.g. image files) is
+    checked chunk by chunk and returned as it is: it is read on demand, never whole.
     """
     views = views_of(views)
     if isinstance(views, (str, bytes, os.PathLike)):

@@ -11,6 +11,7 @@ from .datasets import (
     from_modalities,
     from_npy,
 )
+from .images import ImageFiles
 from .backgrounds import DEFAULT_BACKGROUNDS, available_backgrounds, load_backgrounds
 from .mnist_sources import MNIST_SOURCES, DataSourceError, DigitSet, default_cache_dir, load_mnist
 from .polymnist import (
@@ -26,6 +27,7 @@ from .polymnist import (
 __all__ = [
     "ArrayDataset",
     "CSVModality",
+    "ImageFiles",
     "ImageFolderModality",
     "MultimodalDataset",
     "from_csv",

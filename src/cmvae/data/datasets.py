@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..lazyrows import LazyRows
 from ..schema import DataValidationError
+from .images import ImageFiles, files_by_stem, image_files, subfolder_labels
 
 __all__ = [
     "ArrayDataset",
@@ -40,7 +42,6 @@ __all__ = [
     "from_npy",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _MISSING_CELLS = ("", "na", "nan", "null", "none")
 
 
@@ -143,7 +144,8 @@ def from_npy(paths: Sequence[str | Path], labels: Any | None = None, *, names: S
 
 
 class ArrayDataset(MultimodalDataset):
-    """Paired in-memory arrays: M numpy arrays or torch tensors ``[N, *shape_m]``.
+    """Paired arrays: M numpy arrays (memory-mapped ones too), torch tensors or
+    :class:`~cmvae.lazyrows.LazyRows` (read on demand) ``[N, *shape_m]``.
 
     ``labels`` ``[N]`` optional; ``names`` name the modalities in error messages; ``mask``
     ``[N, M]`` (True = observed) marks missing entries (their values are placeholders).
@@ -169,6 +171,9 @@ class ArrayDataset(MultimodalDataset):
             raise DataValidationError(f"{len(self.names)} names for {len(views)} modalities")
         arrays = []
         for m, x in enumerate(views):
+            if isinstance(x, LazyRows):  # read on demand, batch by batch: never converted here
+                arrays.append(x)
+                continue
             a = x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x)
             if not isinstance(a, torch.Tensor) and a.dtype.kind not in "uif":
                 raise DataValidationError(
@@ -232,10 +237,11 @@ class ArrayDataset(MultimodalDataset):
 # ------------------------------------------------------------------------------------------
 @dataclass
 class LoadedModality:
-    """One modality read from disk: ``data`` ``[N, *shape]``, optional sample ``ids`` and ``labels`` ``[N]``."""
+    """One modality read from disk: ``data`` ``[N, *shape]`` (an array, or a :class:`~cmvae.lazyrows.LazyRows`
+    read on demand), optional sample ``ids`` and ``labels`` ``[N]``."""
 
     name: str
-    data: np.ndarray
+    data: np.ndarray | LazyRows
     ids: list[str] | None = None
     labels: np.ndarray | None = None
     label_names: list[str] | None = None
@@ -360,20 +366,19 @@ class CSVModality:
         return cols
 
 
-def _image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 @dataclass
 class ImageFolderModality:
-    """An image modality from a folder of image files (read with Pillow).
+    """An image modality from a folder of image files (read with Pillow, see :mod:`cmvae.data.images`).
 
     Sample ids are the file stems (name without extension): modalities are paired by stem,
     so ``a/patient7.png`` pairs with ``b/patient7.jpg``. Files may sit in sub-folders; with
     ``labels_from_subfolders`` the first-level sub-folder is the label (``root/<label>/x.png``).
     All images must have the same size unless ``size`` (``int`` or ``(H, W)``) resizes them;
     ``mode`` is a Pillow mode (``"RGB"``, ``"L"``; default: ``"L"`` if the first image is
-    greyscale, else ``"RGB"``). Result: uint8 ``[N, C, H, W]``.
+    greyscale, else ``"RGB"``). Result: uint8 ``[N, C, H, W]``, decoded now, or with ``lazy``
+    an :class:`~cmvae.data.images.ImageFiles` that decodes a batch when it is indexed (only the
+    headers are read now; ``verify`` also decodes every file once, keeping nothing). ``ids``: use
+    exactly the files with these stems, in this order (other files are ignored).
     """
 
     folder: str | Path
@@ -381,65 +386,27 @@ class ImageFolderModality:
     mode: str | None = None
     labels_from_subfolders: bool = False
     name: str | None = None
+    lazy: bool = False
+    ids: Sequence[str] | None = None
+    verify: bool = False
 
     def load(self) -> LoadedModality:
-        from PIL import Image
-
         root = Path(self.folder)
-        if not root.is_dir():
-            raise DataValidationError(f"image folder not found: {root}")
-        files = _image_files(root)
-        if not files:
-            raise DataValidationError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
-        stems: dict[str, Path] = {}
-        for p in files:
-            if p.stem in stems:
-                raise DataValidationError(
-                    f"{root}: two files with the stem {p.stem!r} ({stems[p.stem]} and {p}); stems pair modalities "
-                    "and must be unique"
-                )
-            stems[p.stem] = p
-        size = None if self.size is None else (
-            (int(self.size), int(self.size)) if isinstance(self.size, int) else tuple(int(s) for s in self.size))
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be an int or (height, width), got {self.size!r}")
-        mode = self.mode
-        arrays = []
-        first_size: tuple[tuple[int, int], Path] | None = None
-        for p in files:
-            try:
-                with Image.open(p) as img:
-                    if mode is None:
-                        mode = "L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB"
-                    img = img.convert(mode)
-                    if size is not None:
-                        img = img.resize((size[1], size[0]), Image.BILINEAR)
-                    elif first_size is None:
-                        first_size = (img.size, p)
-                    elif img.size != first_size[0]:
-                        w0, h0 = first_size[0]
-                        raise DataValidationError(
-                            f"{root}: images have different sizes ({first_size[1].name}: {h0}x{w0}, "
-                            f"{p.name}: {img.size[1]}x{img.size[0]}); pass size= to resize them"
-                        )
-                    a = np.asarray(img, dtype=np.uint8)
-            except OSError as err:
-                raise DataValidationError(f"{p}: cannot read as an image ({err})") from None
-            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        data = np.stack(arrays)
+        files = image_files(root)
+        stems = files_by_stem(root, files)
+        if self.ids is not None:
+            wanted = [str(i) for i in self.ids]
+            absent = [i for i in wanted if i not in stems]
+            if absent:
+                raise DataValidationError(f"{root}: no image file for {len(absent)} of the {len(wanted)} ids: {_few(absent)}")
+            files = [stems[i] for i in wanted]
+        images = ImageFiles.scan(files, root, size=self.size, mode=self.mode)
+        if self.verify:
+            images.verify()
+        data: np.ndarray | LazyRows = images if self.lazy else images.read(np.arange(len(files))).numpy()
         labels = label_names = None
         if self.labels_from_subfolders:
-            rel = [p.relative_to(root).parts for p in files]
-            flat = [str(p.relative_to(root)) for p, parts in zip(files, rel) if len(parts) < 2]
-            if flat:
-                raise DataValidationError(
-                    f"{root}: labels_from_subfolders needs every image in a sub-folder named by its label; "
-                    f"not in one: {_few(flat)}"
-                )
-            names = sorted({parts[0] for parts in rel})
-            lookup = {v: i for i, v in enumerate(names)}
-            labels = np.array([lookup[parts[0]] for parts in rel], dtype=np.int64)
-            label_names = names
+            labels, label_names = subfolder_labels(root, files)
         return LoadedModality(self.name or root.name, data, [p.stem for p in files], labels, label_names)
 
 
@@ -473,12 +440,14 @@ def from_modalities(
                     parts.append(f"{len(missing)} id(s) of {names[0]!r} not in {m!r}: {_few(missing)}")
                 if extra:
                     parts.append(f"{len(extra)} id(s) of {m!r} not in {names[0]!r}: {_few(extra)}")
+                if len(mod.ids) != len(order):
+                    parts.append(f"{len(order)} samples in {names[0]!r}, {len(mod.ids)} in {m!r}")
                 raise DataValidationError("unpaired samples: " + "; ".join(parts))
         for mod in loaded:
             assert mod.ids is not None
             pos = {k: i for i, k in enumerate(mod.ids)}
             take = np.array([pos[k] for k in order])
-            mod.data = mod.data[take]
+            mod.data = mod.data.subset(take) if isinstance(mod.data, LazyRows) else mod.data[take]
             mod.labels = mod.labels[take] if mod.labels is not None else None
             mod.observed = mod.observed[take] if mod.observed is not None else None
     else:
@@ -565,10 +534,24 @@ def from_image_folders(
     size: int | Sequence[int] | None = None,
     mode: str | None = None,
     labels_from_subfolders: bool = False,
+    lazy: bool = False,
+    ids: Sequence[str] | None = None,
+    verify: bool = False,
 ) -> ArrayDataset:
-    """Image modalities, one folder per modality, paired by file stem (see :class:`ImageFolderModality`)."""
+    """Image modalities, one folder per modality, paired by file stem (see :class:`ImageFolderModality`):
+    the stems of every folder must be the same (in the sorted order of the first folder's files),
+    or with ``ids`` the samples are exactly these stems, in this order.
+
+    ``lazy=True``: data larger than memory. Only the file headers are read here (each file must
+    open as an image; without ``size`` the images of a folder must have one size); each view is an
+    :class:`~cmvae.data.images.ImageFiles` that ``fit``/``predict``/``transform``/``select_clusters``
+    decode a batch at a time (under DDP each process decodes its share). ``verify=True`` also
+    decodes every file once now (nothing kept), so that a file damaged after its header fails here
+    rather than in the middle of training.
+    """
     if isinstance(folders, (str, Path)):
         folders = [folders]
     return from_modalities(
-        [ImageFolderModality(f, size, mode, labels_from_subfolders) for f in folders]
+        [ImageFolderModality(f, size, mode, labels_from_subfolders, lazy=lazy, ids=ids, verify=verify)
+         for f in folders]
     )
