@@ -20,12 +20,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: below ``x``); an exact name wins over a ``.*`` pattern. A module may import from its own layer
 #: (without circles) and from the layers below it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("_version", "registry", "schema", "saving", "distributions", "experts", "missing", "priors")),
+    ("foundation", ("_version", "registry", "schema", "saving", "distributions", "experts", "missing", "priors",
+                    "inputs")),
     ("parts", ("nets", "nets.*", "data", "data.*", "metrics", "metrics.*", "plots")),
     ("models", ("objectives", "models", "models.*")),
     ("training and evaluation", ("training", "callbacks", "selection", "diagnostics", "generation")),
     ("configuration", ("data.run_data", "config")),
-    ("estimators", ("estimator", "baselines", "clustering_baselines")),
+    ("estimators", ("estimator", "estimator.*", "baselines", "clustering_baselines")),
     ("package API", ("",)),
     ("applications", ("benchmark", "compare", "cli", "__main__")),
 ]
