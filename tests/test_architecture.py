@@ -27,8 +27,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training and evaluation", ("training", "callbacks", "selection", "diagnostics", "generation")),
     ("configuration", ("data.run_data", "config")),
     ("estimators", ("estimator", "estimator.*", "baselines", "clustering_baselines")),
+    ("workflows", ("runs", "runs.*", "compare", "benchmark")),
     ("package API", ("",)),
-    ("applications", ("benchmark", "compare", "cli", "__main__")),
+    ("applications", ("cli", "cli.*", "__main__")),
 ]
 
 
