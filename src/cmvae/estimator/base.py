@@ -34,7 +34,11 @@ from .sampling import SamplingMixin
 class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, PersistenceMixin):
     """Common fit/transform/save/load machinery of the multimodal VAEs.
 
-    Subclasses implement :meth:`_build_module` and may add methods (``predict`` ...).
+    ``fit`` comes from :class:`~.fitting.FittingMixin`, ``encode``/``transform`` from
+    :class:`~.encoding.EncodingMixin`, ``sample``/``generate`` from :class:`~.sampling.SamplingMixin`,
+    ``save``/``load`` from :class:`~.persistence.PersistenceMixin`. Subclasses implement
+    :meth:`_build_module` and may add methods (``predict`` ...); a unimodal one overrides
+    :meth:`_input_modality`.
     """
 
     model_type: ClassVar[str] = "base"
