@@ -20,14 +20,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: below ``x``); an exact name wins over a ``.*`` pattern. A module may import from its own layer
 #: (without circles) and from the layers below it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("_version", "registry", "lazyrows", "schema", "saving", "distributions", "experts", "missing", "priors")),
+    ("foundation", ("_version", "registry", "lazyrows", "schema", "saving", "distributions", "experts", "missing",
+                    "priors", "inputs")),
     ("parts", ("nets", "nets.*", "data", "data.*", "metrics", "metrics.*", "plots")),
     ("models", ("objectives", "models", "models.*")),
     ("training and evaluation", ("training", "callbacks", "selection", "diagnostics", "generation")),
     ("configuration", ("data.run_data", "config")),
-    ("estimators", ("estimator", "baselines", "clustering_baselines")),
+    ("estimators", ("estimator", "estimator.*", "baselines", "clustering_baselines")),
+    ("workflows", ("runs", "runs.*", "compare", "benchmark")),
     ("package API", ("",)),
-    ("applications", ("benchmark", "compare", "reproduce", "reproduce.*", "cli", "__main__")),
+    ("applications", ("reproduce", "reproduce.*", "cli", "cli.*", "__main__")),
 ]
 
 

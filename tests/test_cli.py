@@ -293,3 +293,30 @@ def test_select_clusters_prints_table_writes_figure_and_applies(tiny, tmp_path, 
 def test_select_clusters_missing_run(tmp_path, capsys):
     assert cli.main(["select-clusters", str(tmp_path / "nope")]) == 2
     assert_one_line_error(capsys.readouterr().err, "run folder not found")
+
+
+# ------------------------------------------------------------------ the same in Python
+
+
+def test_every_command_has_a_python_entry_point(tiny, tmp_path):
+    """``cmvae.train_run`` / ``evaluate_run`` / ``select_clusters_run`` / ``sample_run`` do what the commands do."""
+    import shutil
+
+    import cmvae
+    from rich.console import Console
+
+    quiet = Console(quiet=True)
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    report = cmvae.evaluate_run(run, "train", console=quiet)
+    assert report["split"] == "train" and set(report["scores"]) == {cli.MODEL_ROW, cli.BASELINE_ROW}
+    assert json.loads((run / "evaluation.json").read_text())["scores"] == json.loads(json.dumps(report["scores"]))
+    selection = cmvae.select_clusters_run(run, console=quiet)
+    assert [s["k"] for s in selection["selection"]["steps"]] == [3, 2] and (run / "selection.md").is_file()
+    files = cmvae.sample_run(run, per_cluster=1, n_conditional=2, console=quiet)
+    assert [p.name for p in files] == ["samples.png", "conditional_samples.png"]
+    with pytest.raises(cmvae.RunError, match="run folder not found"):
+        cmvae.evaluate_run(tmp_path / "nope")
+    # train_run takes a config file (or a packaged name, or a RunConfig) and a run folder
+    assert cmvae.train_run(tiny["config"], tmp_path / "again", console=quiet) == 0
+    assert (tmp_path / "again" / "model" / "config.json").is_file()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cmvae import cli
+from cmvae.runs import folder as run_folder
 
 torch.set_num_threads(1)
 
@@ -212,15 +213,15 @@ def test_any_config_value_trains_or_exits_2_with_one_line(trained, capsys, key, 
 def test_metrics_survive_a_resume_killed_after_the_logger_restarted_the_file(trained, tmp_path):
     """Lightning deletes metrics.csv when a resumed fit starts; a kill -9 then must not lose the old rows."""
     metrics = copy_run(trained, tmp_path) / "logs" / "metrics.csv"
-    fields, rows = cli._read_csv(metrics)
-    cli._keep_metrics_before_resume(metrics)          # resume 1 starts ...
-    cli._write_csv(metrics, fields, [{**rows[-1], "epoch": "2"}])  # ... the logger restarts the file, kill -9
-    previous = cli._keep_metrics_before_resume(metrics)  # resume 2
-    cli._write_csv(metrics, fields, [{**rows[-1], "epoch": "3"}])
-    cli._restore_metrics(previous, metrics)           # resume 2 finishes
-    epochs = [row["epoch"] for row in cli._read_csv(metrics)[1]]
+    fields, rows = run_folder.read_csv(metrics)
+    run_folder.keep_metrics_before_resume(metrics)          # resume 1 starts ...
+    run_folder.write_csv(metrics, fields, [{**rows[-1], "epoch": "2"}])  # ... the logger restarts the file, kill -9
+    previous = run_folder.keep_metrics_before_resume(metrics)  # resume 2
+    run_folder.write_csv(metrics, fields, [{**rows[-1], "epoch": "3"}])
+    run_folder.restore_metrics(previous, metrics)           # resume 2 finishes
+    epochs = [row["epoch"] for row in run_folder.read_csv(metrics)[1]]
     assert epochs == [row["epoch"] for row in rows] + ["2", "3"]
-    assert not cli._metrics_backup(metrics).exists()
+    assert not run_folder.metrics_backup(metrics).exists()
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmvae import CMVAE, estimator
+from cmvae import CMVAE
+from cmvae.estimator import fitting  # where fit looks up make_loader
 from cmvae.data import from_npy
 from cmvae.schema import DataSchema, as_views
 
@@ -45,13 +46,13 @@ def test_memmapped_views_are_used_in_place_and_standardised_in_chunks(tmp_path, 
         np.testing.assert_allclose(spec.std, full.std(0, ddof=1), rtol=1e-10)
 
     handed = {}
-    make_loader = estimator.make_loader
+    make_loader = fitting.make_loader
 
     def spy(views, *args, **kwargs):
         handed["views"] = views
         return make_loader(views, *args, **kwargs)
 
-    monkeypatch.setattr(estimator, "make_loader", spy)
+    monkeypatch.setattr(fitting, "make_loader", spy)
     model = CMVAE(n_clusters=3, shared_dim=4, private_dim=2, epochs=1, batch_size=256, accelerator="cpu",
                   progress=False).fit(ds)
     assert all(shares_memory(t, x) for t, x in zip(handed["views"], mapped))

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from cmvae import CMVAE, NotFittedError, cli
-from cmvae import estimator as estimator_module
+from cmvae.estimator import params as estimator_module  # where the training length is resolved
 from cmvae.config import TrainingConfig, load_config
 from cmvae.estimator import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, resolve_epochs
 

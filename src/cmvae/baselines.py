@@ -126,9 +126,10 @@ class BaselineEstimator(MultimodalEstimator):
         Missing data (``None`` views, ``mask`` ``[N, M]``, True = observed): the same posterior of
         each sample's observed modalities."""
         module, _ = self._fitted()
-        post, observed = self._posteriors(views, mask)
+        data = self._input(views, mask)
+        post = self._encode(data)
         with torch.no_grad():
-            return module.joint_mean(post, observed).numpy()
+            return module.joint_mean(post, data.mask).numpy()
 
     def predict(self, views: Sequence[ArrayLike | None], *, mask: ArrayLike | None = None) -> np.ndarray:
         """Cluster ids ``[N]``: k-means with ``n_clusters`` (10 restarts, ``random_state=seed``)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -31,36 +31,20 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .estimator import (
-    CMVAE,
-    NotFittedError,
-    check_int,
-    check_number,
-    fit_seed,
-    pick_device,
-    refuse_partial_training,
-)
+from .estimator import CMVAE, NotFittedError, check_int, check_number, fit_seed, pick_device
+from .inputs import Input, TrainingRules, prepare_input, select_modality
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
 from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
 from .models.vade import VaDEModule
 from .nets import build_networks
 from .registry import register_estimator
-from .schema import ArrayLike, DataSchema, DataValidationError, as_views
+from .schema import ArrayLike, DataSchema, DataValidationError
 from .training import ViewsDataset, _identity_collate, make_loader, make_trainer, quiet_lightning_warnings
 
 __all__ = ["CMC", "DeepCluster", "VaDE", "select_modality"]
 
 log = logging.getLogger(__name__)
-
-
-def select_modality(views: Sequence[ArrayLike], modality: int, name: str = "views") -> list[ArrayLike]:
-    """``[views[modality]]`` with clear errors for a non-list or an out-of-range index."""
-    if isinstance(views, (np.ndarray, torch.Tensor)) or not isinstance(views, Sequence):
-        raise DataValidationError(f"{name} must be a list with one array per modality, got {type(views).__name__}")
-    if not 0 <= modality < len(views):
-        raise DataValidationError(f"modality={modality} but {name} has {len(views)} modalities (0..{len(views) - 1})")
-    return [views[modality]]
 
 
 # ------------------------------------------------------------------------------ VaDE
@@ -110,19 +94,9 @@ class VaDE(CMVAE):
             **kwargs,
         )
 
-    def fit(self, views: Sequence[ArrayLike], y: ArrayLike | None = None, **kwargs: Any) -> "VaDE":
-        """Train on ``views[modality]`` (``val_views`` likewise); see :meth:`cmvae.CMVAE.fit`.
-        Fully observed samples only (no ``mask``)."""
-        refuse_partial_training("VaDE", views, kwargs.pop("mask", None), modality=self.modality)
-        val_mask = kwargs.pop("val_mask", None)
-        if kwargs.get("val_views") is not None:
-            refuse_partial_training("VaDE", kwargs["val_views"], val_mask, "val_views", modality=self.modality)
-            kwargs["val_views"] = select_modality(kwargs["val_views"], self.modality, "val_views")
-        super().fit(select_modality(views, self.modality), y, **kwargs)
-        return self
-
-    def _checked_views(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
-        return super()._checked_views(select_modality(views, self.modality))
+    def _input_modality(self) -> int | None:
+        """VaDE reads ``views[modality]`` (and ``mask[:, modality]``) of every method's data."""
+        return self.modality
 
     def _build_module(self, schema: DataSchema) -> VaDEModule:
         encoders, decoders = self._networks(schema)
@@ -170,9 +144,12 @@ class _LossPlan(L.LightningModule):
 class _RepresentationClusterer:
     """fit/transform/predict/score of a representation learner followed by k-means.
 
-    Subclasses define :meth:`_select` (the views they use), :meth:`_build`,
-    :meth:`_train` and :meth:`_representation` (``[N, d]``) and :meth:`_cluster_space`.
+    Subclasses define :meth:`_build`, :meth:`_train` and :meth:`_representation` (``[N, d]``) and
+    :meth:`_cluster_space`; the unimodal ones a ``modality`` attribute (they read ``views[modality]``).
     """
+
+    #: Fewest views ``fit`` and ``predict`` accept (after the selection of ``modality``).
+    min_modalities: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -212,10 +189,17 @@ class _RepresentationClusterer:
     def _fit_seed(self) -> int:
         return fit_seed(self)
 
-    # -- to define --------------------------------------------------------------------
-    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
-        raise NotImplementedError
+    def _input(self, views: Any, mask: ArrayLike | None = None, *, training: bool = False) -> Input:
+        """Every method's data through :func:`~cmvae.inputs.prepare_input`: training views (holes refused)
+        or views checked against the fitted schema (every modality observed)."""
+        modality = getattr(self, "modality", None)
+        if training:
+            rules = TrainingRules(type(self).__name__, min_modalities=self.min_modalities)
+            return prepare_input(views, mask, training=rules, modality=modality)
+        _, schema = self._fitted()
+        return prepare_input(views, schema=schema, min_modalities=self.min_modalities, modality=modality, missing=False)
 
+    # -- to define --------------------------------------------------------------------
     def _build(self, schema: DataSchema) -> nn.Module:
         raise NotImplementedError
 
@@ -272,8 +256,7 @@ class _RepresentationClusterer:
     ) -> "_RepresentationClusterer":
         """Train on ``views`` (list of M arrays ``[N, ...]``; ``y`` is ignored), then fit the final k-means.
         Fully observed samples only: a ``mask`` (or dataset ``mask``) with holes is refused."""
-        refuse_partial_training(type(self).__name__, views, mask, modality=getattr(self, "modality", None))
-        train = self._select(views)
+        train = self._input(views, mask, training=True).tensors
         if train[0].shape[0] < self.n_clusters:
             raise DataValidationError(f"{train[0].shape[0]} samples cannot fill n_clusters={self.n_clusters}")
         L.seed_everything(self._fit_seed(), workers=True, verbose=False)
@@ -285,15 +268,9 @@ class _RepresentationClusterer:
         self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=10, random_state=self._fit_seed()).fit(space)
         return self
 
-    def _checked(self, views: Sequence[ArrayLike]) -> list[torch.Tensor]:
-        _, schema = self._fitted()
-        tensors = self._select(views)
-        schema.check(tensors)
-        return tensors
-
     def transform(self, views: Sequence[ArrayLike]) -> np.ndarray:
         """The learned representation ``[N, d]`` (float64)."""
-        return self._represent(self._checked(views))
+        return self._represent(self._input(views).tensors)
 
     def predict(self, views: Sequence[ArrayLike]) -> np.ndarray:
         """Cluster ids ``[N]``: the nearest centroid of the final k-means."""
@@ -365,9 +342,6 @@ class DeepCluster(_RepresentationClusterer):
         self.labels_: torch.Tensor | None = None
         self.whitening_: WhitenNormalize | None = None
 
-    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
-        return as_views(select_modality(views, self.modality, name), name=name, min_modalities=1)
-
     def _build(self, schema: DataSchema) -> DeepClusterModule:
         return DeepClusterModule(self._encoders(schema)[0], self.shared_dim, self.n_clusters)
 
@@ -416,14 +390,13 @@ class CMC(_RepresentationClusterer):
     ``predict`` the nearest centroid of k-means (``n_clusters``) fitted on it after training.
     """
 
+    min_modalities = 2
+
     def __init__(self, n_clusters: int = 10, shared_dim: int = 32, *, temperature: float = 0.1, **kwargs: Any) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         super().__init__(n_clusters, shared_dim, **kwargs)
         self.temperature = temperature
-
-    def _select(self, views: Sequence[ArrayLike], name: str = "views") -> list[torch.Tensor]:
-        return as_views(views, name=name, min_modalities=2)
 
     def _build(self, schema: DataSchema) -> CMCModule:
         return CMCModule(self._encoders(schema), self.shared_dim, self.temperature)

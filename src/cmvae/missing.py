@@ -22,12 +22,12 @@ from .schema import DataValidationError
 
 
 def observation_mask(
-    views: list[Any], mask: Any | None, n: int
+    views: list[Any], mask: Any | None, n: int, *, every_sample: bool = True
 ) -> torch.Tensor:
     """The ``[N, M]`` bool mask of observed entries: ``mask`` (or all True) with ``None`` views set False.
 
-    Raises :class:`DataValidationError` when ``mask`` has the wrong shape/type or a sample
-    has no observed modality (naming the first few such samples).
+    Raises :class:`DataValidationError` when ``mask`` has the wrong shape/type or (``every_sample``)
+    a sample has no observed modality (naming the first few such samples).
     """
     n_mod = len(views)
     if mask is None:
@@ -46,6 +46,8 @@ def observation_mask(
     for m, x in enumerate(views):
         if x is None:
             out[:, m] = False
+    if not every_sample:
+        return out
     empty = torch.nonzero(~out.any(1)).flatten()
     if empty.numel():
         first = ", ".join(str(int(i)) for i in empty[:5])

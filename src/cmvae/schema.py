@@ -134,10 +134,16 @@ class DataSchema:
                     "pass data with the same scaling as at fit (uint8 0..255 vs floats)"
                 )
 
-    def to_model_input(self, views: Sequence[torch.Tensor], device: torch.device | None = None) -> list[torch.Tensor]:
-        """Convert a batch of raw views to float model inputs (uint8 -> [0, 1], tabular standardised)."""
-        out = []
+    def to_model_input(
+        self, views: Sequence[torch.Tensor | None], device: torch.device | None = None
+    ) -> list[torch.Tensor]:
+        """Convert a batch of raw views ``[B, ...]`` to float model inputs (uint8 -> [0, 1], tabular
+        standardised; text: long token ids). A ``None`` view (unobserved modality) stays None."""
+        out: list = []
         for x, spec in zip(views, self.modalities):
+            if x is None:
+                out.append(None)
+                continue
             x = x.to(device) if device is not None else x
             if spec.kind == "text":  # token ids stay integers
                 out.append(x.long())

@@ -105,9 +105,9 @@ def main() -> None:
     views, labels = make_views()
     world = args.reference_of or args.devices
     if args.reference_of:
-        from cmvae import estimator
+        from cmvae.estimator import fitting  # where fit looks up make_loader
 
-        estimator.make_loader = union_loader(args.reference_of, SEED)
+        fitting.make_loader = union_loader(args.reference_of, SEED)
     model = cmvae.CMVAE(n_clusters=4, shared_dim=4, private_dim=2, epochs=args.epochs, cluster_init_epoch=2,
                         batch_size=PER_RANK_BATCH * (world if args.reference_of else 1), seed=SEED,
                         accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",

@@ -1,0 +1,188 @@
+"""``fit``: training views in, a trained torch module, its data schema and the training history out.
+
+The loop itself lives in :mod:`cmvae.training` (the Lightning plan, loaders, trainer); this mixin
+checks the data (:meth:`~cmvae.estimator.base.MultimodalEstimator._training_input`), builds the
+module from the recorded schema, wires the callbacks and restores the previous state when a fit fails.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..callbacks import ClusteringMonitor
+from ..saving import ModelFileError
+from ..schema import ArrayLike, DataSchema, DataValidationError
+from ..training import EpochHistory, TrainingPlan, make_loader, make_trainer, quiet_lightning_warnings, sanity_check
+from .params import ParameterError, fit_seed, resolve_epochs
+from .persistence import one_line
+
+
+E = TypeVar("E", bound="FittingMixin")
+
+
+class FittingMixin:
+    """``fit`` of :class:`~cmvae.estimator.base.MultimodalEstimator`."""
+
+    def fit(
+        self: E,
+        views: Sequence[ArrayLike],
+        y: ArrayLike | None = None,
+        *,
+        val_views: Sequence[ArrayLike] | None = None,
+        val_labels: ArrayLike | None = None,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        callbacks: Sequence[L.Callback] = (),
+        vocabularies: Sequence[Any] | None = None,
+        mask: ArrayLike | None = None,
+        val_mask: ArrayLike | None = None,
+    ) -> E:
+        """Train on paired ``views`` (list of M arrays ``[N, ...]``). ``y`` is ignored (unsupervised).
+
+        ``mask`` ``[N, M]`` (True = observed; or a dataset's ``mask``) trains on partially
+        observed samples (CMVAE, MMVAE, MMVAE+: the objective of each sample uses its observed
+        modalities only, see :func:`cmvae.objectives.multimodal_objective`); masked-out entries
+        are placeholders (NaN allowed). Every sample needs one observed modality and every
+        modality some observed samples. ``val_mask`` likewise for ``val_views``.
+
+        ``vocabularies``: one entry per modality marking text modalities (token ids ``[N, L]``):
+        a :class:`~cmvae.data.text.Vocabulary`, a token list or a vocabulary size; None elsewhere.
+        Text modalities get 1-D convolutional nets and the categorical likelihood; the
+        vocabulary is saved with the model (:meth:`decode_text` turns generated ids into strings).
+
+        ``out_dir`` receives checkpoints (``checkpoints/last.ckpt``) and logs; ``resume``
+        continues from its last checkpoint. With ``val_labels``, clustering scores on the
+        validation views are logged every epoch.
+        """
+        previous = (self.module_, self.schema_, self.history_, self.epochs_)
+        try:
+            return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
+                             callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
+        except Exception:
+            # a failed fit leaves the estimator as it was (not "fitted" with a half-built model);
+            # an interrupted one (Ctrl-C) keeps what it trained
+            self.module_, self.schema_, self.history_, self.epochs_ = previous
+            raise
+
+    def _fit(
+        self: E,
+        views: Sequence[ArrayLike],
+        *,
+        val_views: Sequence[ArrayLike] | None,
+        val_labels: ArrayLike | None,
+        out_dir: str | Path | None,
+        resume: bool,
+        callbacks: Sequence[L.Callback],
+        vocabularies: Sequence[Any] | None,
+        mask: ArrayLike | None,
+        val_mask: ArrayLike | None,
+    ) -> E:
+        """:meth:`fit` (which restores the previous state when this raises)."""
+        data = self._training_input(views, mask)
+        train, train_mask = data.tensors, data.mask
+        self._check_fit_settings(data.n_samples)
+        self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
+        seed = self._fit_seed()
+        L.seed_everything(seed, workers=True, verbose=False)
+        if self.module_ is None or not resume:
+            self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
+            self.module_ = self._build_module(self.schema_)
+        assert self.schema_ is not None and self.module_ is not None
+        val, val_observed = None, None
+        if val_views is not None:  # checked against the schema just recorded
+            val_data = self._training_input(val_views, val_mask, validation=True)
+            val, val_observed = val_data.tensors, val_data.mask
+        plan = TrainingPlan(
+            self.module_,
+            self.schema_,
+            lr=self.lr,
+            amsgrad=self.amsgrad,
+            n_samples=self.n_samples,
+            estimator=self.estimator,  # type: ignore[arg-type]
+            beta=self.beta,
+            beta_warmup_epochs=self.beta_warmup_epochs,
+        )
+        ckpt_path = None
+        if resume:  # checked before anything (trainer, logger) touches out_dir
+            last = Path(out_dir or ".") / "checkpoints" / "last.ckpt"
+            if not last.exists():
+                raise FileNotFoundError(f"resume=True but no checkpoint at {last}")
+            check_checkpoint(last, plan, self.epochs_)
+            ckpt_path = str(last)
+        sanity_check(plan, train, self.batch_size, train_mask)
+        history = EpochHistory()
+        extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
+        if val is not None and val_labels is not None:
+            extra.append(ClusteringMonitor(*self._fitted(), val, np.asarray(val_labels), val_observed,
+                                           assignment=getattr(self, "assignment", "vote"), seed=self._fit_seed(),
+                                           posterior_samples=getattr(self, "posterior_samples", 0)))
+        trainer = make_trainer(
+            epochs=self.epochs_,
+            out_dir=out_dir,
+            accelerator=self.accelerator,
+            devices=self.devices,
+            strategy=self.strategy,
+            num_nodes=self.num_nodes,
+            precision=self.precision,
+            progress=self.progress,
+            max_time_minutes=self.max_time_minutes,
+            extra_callbacks=extra,
+        )
+        train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
+                                   mask=train_mask)
+        val_loader = (
+            make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers, mask=val_observed)
+            if val is not None else None
+        )
+        with warnings.catch_warnings():
+            quiet_lightning_warnings()
+            trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+        self.module_.to("cpu").eval()
+        self.history_ = history.history
+        return self
+
+    def _fit_seed(self) -> int:
+        return fit_seed(self)
+
+    def _check_fit_settings(self, n_samples: int) -> None:
+        """Settings that only fail against the data or the machine, checked before training starts."""
+        n_clusters = getattr(self, "n_clusters", None)
+        if n_clusters is not None and n_clusters > n_samples:
+            raise DataValidationError(
+                f"n_clusters={n_clusters} exceeds the {n_samples} training samples: use at most {n_samples} clusters "
+                "or more data"
+            )
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"accelerator={self.accelerator!r} but no CUDA GPU is available: use 'cpu' or 'auto'")
+
+
+def check_checkpoint(path: Path, plan: L.LightningModule, epochs: int) -> None:
+    """Before resuming: ``path`` must be a readable Lightning checkpoint whose weights fit ``plan`` and
+    that has trained fewer than ``epochs`` epochs (:class:`ModelFileError` / :class:`ParameterError`)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as err:  # noqa: BLE001 -- torch raises many types for a damaged zip/pickle
+        raise ModelFileError(f"{path} is damaged or truncated: {one_line(err)}") from None
+    expected = plan.state_dict()
+    wrong = [k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)]
+    extra = [k for k in state if k not in expected]
+    if wrong or extra:
+        key = (wrong or extra)[0]
+        got = list(state[key].shape) if key in state else "absent"
+        want = list(expected[key].shape) if key in expected else "absent"
+        raise ParameterError(
+            f"{path} does not fit the model built from these settings ({len(wrong) + len(extra)} tensors differ, "
+            f"e.g. {key}: checkpoint {got}, model {want}): resume with the settings the run was started with"
+        )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if epochs < done:
+        raise ParameterError(f"epochs={epochs} is below the {done} epochs already trained in {path}: pass epochs >= {done}")
+
