@@ -172,6 +172,18 @@ def test_a_failed_fresh_run_keeps_files_of_the_user(trained, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["notes.md"]
 
 
+def test_a_diverging_run_says_so_in_one_line_and_leaves_no_folder(trained, tmp_path, capsys):
+    """lr 1e9 makes the objective non-finite in the first steps: exit 2, one line on stderr (no Lightning
+    notes beside it), and the run folder it created is gone."""
+    config = write_config(trained, "diverge.yaml", training={"lr": 1e9, "epochs": 2})
+    capsys.readouterr()
+    code = cli.main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert_one_line_error(err, "non-finite objective")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ property: any setting -> 0, or 2 with one line
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 30), st.floats(allow_nan=True, allow_infinity=True),
                    st.text(max_size=4), st.lists(st.sampled_from(["gaussian", "laplace"]), max_size=3))
@@ -193,9 +205,9 @@ def test_any_config_value_trains_or_exits_2_with_one_line(trained, capsys, key, 
     capsys.readouterr()
     from unittest import mock
 
-    from cmvae import estimator
+    from cmvae.estimator import params
 
-    with mock.patch.object(estimator, "DEFAULT_MIN_STEPS", 2):  # training.epochs: null is the (long) default
+    with mock.patch.object(params, "DEFAULT_MIN_STEPS", 2):  # training.epochs: null is the (long) default
         code = cli.main(["train", "--config", str(folder / "c.yaml"), "--out", str(folder / "run")])
     err = capsys.readouterr().err
     if code == 0:

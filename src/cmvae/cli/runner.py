@@ -61,6 +61,9 @@ def setup_logging(verbose: bool) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.getLogger("cmvae").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Lightning's rank-zero notes ("GPU available: False", "`Trainer.fit` stopped") repeat what the
+    # command prints itself; without --verbose they would also stand beside a one-line error.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO if verbose else logging.WARNING)
     # Lightning installs its own stream handler when imported first: route it through ours.
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         lg = logging.getLogger(name)
