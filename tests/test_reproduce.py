@@ -269,7 +269,7 @@ def test_report_sets_our_values_beside_the_papers_and_states_the_run(tmp_path):
     page = html_path.read_text()
     assert page.count('src="data:image/png;base64,') == 5  # every figure embedded
     assert "parts/samples/samples.png\"" not in page and "http" not in page  # nothing outside the file
-    assert "<td>0.310 ± 0.010</td><td>not stated here</td>" in page
+    assert '<td class="num">0.310 ± 0.010</td><td>not stated here</td>' in page  # numbers right, text left
 
 
 def test_a_stated_paper_value_is_shown_and_a_lower_number_gets_a_note(tmp_path):

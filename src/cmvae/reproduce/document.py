@@ -103,7 +103,7 @@ color:#1b1b1b;line-height:1.45}
 h1{font-size:1.6rem;border-bottom:2px solid #ddd;padding-bottom:.3rem}h2{font-size:1.3rem;margin-top:2rem;
 border-bottom:1px solid #eee}h3{font-size:1.1rem}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;
-text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+text-align:left;vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
 caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:.3rem}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-style:italic;font-size:.9rem}
 code{background:#f4f4f4;padding:0 .2rem;border-radius:3px}
@@ -120,6 +120,14 @@ def _inline(text: str) -> str:
         else:
             out.append(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(part)))
     return "".join(out)
+
+
+_NUMBER = re.compile(r"^[-+]?\d[\d.,]*(\s*(±|\+-)\s*\d[\d.]*)?(\s*\(.*\))?$")
+
+
+def _td(text: str) -> str:
+    """A table cell; numbers (``0.31``, ``0.31 ± 0.01``, ``38``) are right-aligned, text left."""
+    return f'<td class="num">{_inline(text)}</td>' if _NUMBER.match(text.strip()) else f"<td>{_inline(text)}</td>"
 
 
 def _image_data(path: Path) -> str:
@@ -143,7 +151,7 @@ def to_html(blocks: list[Block], base: Path, title: str) -> str:
         elif isinstance(block, Table):
             caption = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
             head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+            rows = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in block.rows)
             body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, Figure):
             file = base / block.path
