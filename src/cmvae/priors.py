@@ -92,10 +92,13 @@ class ClusterPrior(nn.Module):
         return self.log_weights().exp()
 
     # -- densities --------------------------------------------------------------------
+    def _log_pz_c(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z | c) for every cluster, all rows at once: ``[..., dim] -> [..., C]``."""
+        return self.family.log_prob(z.unsqueeze(-2), self.means, self.scales).sum(-1)
+
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """log p(c) + log p(z | c) for every cluster: ``[..., dim] -> [..., C]``."""
-        log_pz_c = self.family.log_prob(z.unsqueeze(-2), self.means, self.scales).sum(-1)
-        return log_pz_c + self.log_weights()
+        return self._log_pz_c(z) + self.log_weights()
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Marginal log p(z) = log sum_c pi_c p(z|c): ``[..., dim] -> [...]``.
@@ -138,7 +141,7 @@ class ClusterPrior(nn.Module):
 
     def log_likelihoods(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z | c) for every cluster, :data:`SCORE_ROWS` rows at a time: ``[..., dim] -> [..., C]``."""
-        return by_rows(lambda rows: self.family.log_prob(rows.unsqueeze(-2), self.means, self.scales).sum(-1), z)
+        return by_rows(self._log_pz_c, z)
 
     # -- sampling and pruning ---------------------------------------------------------
     @torch.no_grad()
