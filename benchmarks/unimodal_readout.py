@@ -37,6 +37,8 @@ def readout(run_dir: Path, split: str, seed: int = 0) -> dict[str, object]:
     from cmvae.metrics import clustering_scores
     from cmvae.selection import assign_clusters
 
+    if not (run_dir / "model").is_dir() or not (run_dir / "config.yaml").is_file():
+        raise SystemExit(f"{run_dir}: not a finished run folder (needs model/ and config.yaml from `cmvae train --out`)")
     model = MultimodalEstimator.load(run_dir / "model")
     views, labels = load_data(load_config(run_dir / "config.yaml").data).split(split)
     if labels is None:
