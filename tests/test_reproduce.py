@@ -23,6 +23,7 @@ from cmvae.reproduce.paper import NOT_STATED, PaperValue
 from cmvae.reproduce.plan import SCALES, load_scale
 from cmvae.reproduce.report import RunInfo, fmt_seconds, write_report
 from cmvae.reproduce.runner import MANIFEST, MARKER, Part, prepare_out_dir, run_parts
+from cmvae.reproduce.summary import write_summary
 
 IDENTITY = {"scale": "smoke", "cmvae_version": "9.9", "config_sha256": "abc"}
 
@@ -292,6 +293,54 @@ def test_unfinished_parts_are_named_in_the_report(tmp_path):
     assert "Not finished: `samples` (blocked), `clustering` (failed)" in md
 
 
+def test_summary_condenses_the_report_for_a_readme(tmp_path):
+    results = _fake_results(tmp_path)
+    results["clustering"]["summary"].append({**results["clustering"]["summary"][-1], "modality": "1", "nmi_mean": 0.15})
+    md = write_summary(tmp_path, _info(), _outcomes(results)).read_text()
+    for expected in ("`cmvae reproduce --scale smoke --out X`", "Test CPU with 1 torch thread(s)", "the parts took 6 min 06 s",
+                     "| CMVAE | Algorithm 1: K=4 -> K_hat | all | 0.310 ± 0.010 | 0.100 ± 0.020 | 0.300 ± 0.030 | 2 |",
+                     # a unimodal method: one row, the mean over its modalities and its best modality
+                     "| VaDE | beta=2.5, K=3 | one at a time: mean of 2 (best: m1, NMI 0.150) | 0.100 |",
+                     "| 0 | 4 -> 3 | 0.210 | 0.310 | 0.200 | 0.500 | 3 | 12 s |", "| 2 | 1 | 0.200 | 0.200 | 0.200 |",
+                     "| CMVAE | 0.300 | 0.200 | 90.0 | 100.0 |", "(parts/selection/figure2_seed0.png)",
+                     "is below the best baseline, CMC (tau=0.1, K=3, all modalities: NMI 0.520)"):
+        assert expected in md, expected
+    assert md.count("| VaDE |") == 1 and "not stated here" not in md and not md.startswith("#")
+
+
+def _readme_results():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "readme_results.py"
+    spec = importlib.util.spec_from_file_location("readme_results", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_results_replaces_only_the_marked_section(tmp_path, monkeypatch, capsys):
+    tool = _readme_results()
+    run = tmp_path / "run"
+    write_summary(run, _info(), _outcomes(_fake_results(run)))
+    monkeypatch.chdir(tmp_path)
+    readme = tmp_path / "README.md"
+    before, after = "# title\n\nintro\n\n", "\n\n## next\nkept\n"
+    readme.write_text(f"{before}{tool.BEGIN}\nold numbers\n{tool.END}{after}")
+    assert tool.main([str(run), "--readme", "README.md", "--assets", "docs/repro"]) == 0
+    text = readme.read_text()
+    assert text.startswith(before + tool.BEGIN) and text.endswith(tool.END + after) and "old numbers" not in text
+    assert "(docs/repro/selection_figure2_seed0.png)" in text and "| CMVAE | Algorithm 1" in text
+    assert (tmp_path / "docs/repro/selection_figure2_seed0.png").read_bytes() == \
+        (run / "parts/selection/figure2_seed0.png").read_bytes()
+    # a README without its markers, or a run without a summary: one line, nothing written
+    readme.write_text("no markers\n")
+    assert tool.main([str(run), "--readme", "README.md", "--assets", "docs/other"]) == 2
+    assert "exactly one <!-- reproduce:begin -->" in capsys.readouterr().err
+    assert readme.read_text() == "no markers\n" and not (tmp_path / "docs/other").exists()
+    assert tool.main([str(tmp_path / "nothing"), "--readme", "README.md"]) == 2
+    assert "summary.md" in capsys.readouterr().err
+
+
 def test_fmt_seconds():
     assert [fmt_seconds(s) for s in (None, 5, 65, 3725)] == ["-", "5 s", "1 min 05 s", "1 h 02 min"]
 
@@ -321,6 +370,7 @@ def test_reproduce_runs_parts_writes_the_report_and_resumes(tmp_path, monkeypatc
     monkeypatch.setattr(rep, "plan_parts", _fake_plan_parts(second))
     result = reproduce("smoke", out)
     assert second.calls == ["other"] and result.ok and "All 2 parts finished" in result.report_md.read_text()
+    assert result.summary_md == out / "summary.md" and result.summary_md.is_file()
     with pytest.raises(RunDirError, match="scale 'smoke', not 'cpu'"):
         reproduce("cpu", out)
 

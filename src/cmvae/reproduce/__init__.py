@@ -6,7 +6,8 @@
 
 Modules: :mod:`.plan` (the scale files and the parts), :mod:`.runner` (running parts resumably in
 the output folder), :mod:`.parts` (what each part trains and writes), :mod:`.report` and
-:mod:`.document` (report.md and the self-contained report.html), :mod:`.paper` (the paper's
+:mod:`.document` (report.md and the self-contained report.html), :mod:`.summary` (summary.md, the
+short form for a README), :mod:`.paper` (the paper's
 reference values, each with its source), :mod:`.environment` (machine and versions).
 """
 
@@ -25,6 +26,7 @@ from .environment import machine_info, package_versions
 from .plan import SCALES, ScalePlan, load_scale, plan_parts
 from .report import RunInfo, now, write_report
 from .runner import PartOutcome, RunDirError, prepare_out_dir, run_parts
+from .summary import write_summary
 
 __all__ = ["SCALES", "PartsFailedError", "ReproduceResult", "RunDirError", "reproduce"]
 
@@ -36,6 +38,7 @@ class ReproduceResult:
     out: Path
     report_md: Path
     report_html: Path
+    summary_md: Path
     outcomes: list[PartOutcome]
     seconds: float
 
@@ -64,7 +67,7 @@ def _command(plan: ScalePlan, scale: str | os.PathLike, out: Path, accelerator: 
 def reproduce(scale: str | os.PathLike = "smoke", out: str | os.PathLike = "runs/reproduce", *,
               accelerator: str | None = None, say: Callable[[str, str], None] | None = None) -> ReproduceResult:
     """Run (or continue) every part of the reproduction at ``scale`` in ``out``, then write
-    ``out/report.md`` and ``out/report.html``.
+    ``out/report.md``, ``out/report.html`` and the README-sized ``out/summary.md``.
 
     ``scale``: ``"smoke"``, ``"cpu"``, ``"paper"`` or a scale file (see :mod:`.plan`); ``accelerator``:
     ``cpu``/``gpu``/``auto`` for every part (default: the scale file's). ``say(part, text)`` reports progress.
@@ -82,7 +85,8 @@ def reproduce(scale: str | os.PathLike = "smoke", out: str | os.PathLike = "runs
                    plan.seeds, dict(plan.config.data), str(accel), machine_info(), package_versions(), started,
                    time.monotonic() - start)
     md, page = write_report(folder, info, outcomes)
-    result = ReproduceResult(folder, md, page, outcomes, info.wall_seconds)
+    summary = write_summary(folder, info, outcomes)
+    result = ReproduceResult(folder, md, page, summary, outcomes, info.wall_seconds)
     if any(o.status == "failed" for o in outcomes):
         raise PartsFailedError(result)
     return result

@@ -18,7 +18,7 @@ from .document import Block, Bullets, Figure, Heading, Paragraph, Table, to_html
 from .paper import SEARCHED, PaperValue, format_paper_value, paper_value
 from .runner import PartOutcome
 
-__all__ = ["RunInfo", "build_report", "fmt_seconds", "write_report"]
+__all__ = ["RunInfo", "build_report", "fmt_seconds", "verdicts", "write_report"]
 
 DATASET = "PolyMNIST"
 SCORES = ("nmi", "ari", "acc")
@@ -251,10 +251,11 @@ def _samples(outcome: PartOutcome | None) -> list[Block]:
     ]
 
 
-def _notes(info: RunInfo, by_name: dict[str, PartOutcome], reference: dict[str, PaperValue] | None) -> list[Block]:
-    notes = [f"Budget: {info.budget.get('summary')} The paper: {info.budget.get('paper')} Numbers at a smaller "
-             "budget are expected to be lower; they test that the pipeline runs, and the paper's claims only as far "
-             "as the budget allows.", SEARCHED[0].upper() + SEARCHED[1:] + "."]
+def verdicts(by_name: dict[str, PartOutcome], reference: dict[str, PaperValue] | None = None) -> list[str]:
+    """The notes that depend on this run's numbers: values below the paper's, where CMVAE stands against
+    the best baseline, a K_hat that is not the true number of classes, a Figure 1 without shared
+    content, unfinished parts (``by_name``: the parts' outcomes by name)."""
+    notes: list[str] = []
     clu = by_name.get("clustering")
     if clu is not None and clu.ok and clu.result:
         summary = clu.result["summary"]
@@ -294,7 +295,14 @@ def _notes(info: RunInfo, by_name: dict[str, PartOutcome], reference: dict[str, 
     if unfinished:
         notes.append("Not finished: " + ", ".join(f"`{o.name}` ({o.status})" for o in unfinished)
                      + ". Rerun the same command: finished parts are reused.")
-    return [Heading("Notes"), Bullets(notes)]
+    return notes
+
+
+def _notes(info: RunInfo, by_name: dict[str, PartOutcome], reference: dict[str, PaperValue] | None) -> list[Block]:
+    general = [f"Budget: {info.budget.get('summary')} The paper: {info.budget.get('paper')} Numbers at a smaller "
+               "budget are expected to be lower; they test that the pipeline runs, and the paper's claims only as far "
+               "as the budget allows.", SEARCHED[0].upper() + SEARCHED[1:] + "."]
+    return [Heading("Notes"), Bullets(general + verdicts(by_name, reference))]
 
 
 def _machine(info: RunInfo) -> list[Block]:
