@@ -4,7 +4,8 @@
 
 Replaces what stands between the README's markers ``<!-- reproduce:begin -->`` and
 ``<!-- reproduce:end -->`` with ``RUN_DIR/summary.md`` (written by ``cmvae reproduce``), after
-copying the figures it shows into ``--assets`` and linking them from there. Nothing outside the
+copying the figures it shows (and the self-contained ``report.html``) into ``--assets`` and linking
+them from there. Nothing outside the
 markers changes; a README without exactly one pair of markers is refused.
 """
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = summary_path.read_text(encoding="utf-8")
         text, copies = relink(summary, args.run_dir, args.assets, args.readme.resolve().parent)
+        report = args.run_dir / "report.html"
+        if report.is_file():  # the self-contained report (figures embedded) goes along
+            copies.append((report, args.assets / "report.html"))
+            link = Path(os.path.relpath(args.assets / "report.html", args.readme.resolve().parent)).as_posix()
+            text += f"\nThe whole report of this run: [{link}]({link}).\n"
         readme = splice(args.readme.read_text(encoding="utf-8"), text)
     except (OSError, ValueError) as err:
         print(f"readme_results: {err}", file=sys.stderr)

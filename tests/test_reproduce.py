@@ -322,6 +322,7 @@ def test_readme_results_replaces_only_the_marked_section(tmp_path, monkeypatch, 
     tool = _readme_results()
     run = tmp_path / "run"
     write_summary(run, _info(), _outcomes(_fake_results(run)))
+    (run / "report.html").write_text("<html>report</html>")
     monkeypatch.chdir(tmp_path)
     readme = tmp_path / "README.md"
     before, after = "# title\n\nintro\n\n", "\n\n## next\nkept\n"
@@ -330,6 +331,8 @@ def test_readme_results_replaces_only_the_marked_section(tmp_path, monkeypatch, 
     text = readme.read_text()
     assert text.startswith(before + tool.BEGIN) and text.endswith(tool.END + after) and "old numbers" not in text
     assert "(docs/repro/selection_figure2_seed0.png)" in text and "| CMVAE | Algorithm 1" in text
+    assert "[docs/repro/report.html](docs/repro/report.html)" in text
+    assert (tmp_path / "docs/repro/report.html").read_text() == "<html>report</html>"
     assert (tmp_path / "docs/repro/selection_figure2_seed0.png").read_bytes() == \
         (run / "parts/selection/figure2_seed0.png").read_bytes()
     # a README without its markers, or a run without a summary: one line, nothing written
