@@ -22,14 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .document import Block, Bullets, Figure, Paragraph, Table, to_markdown, write_atomic
-from .report import RunInfo, fmt_seconds, verdicts
+from .report import RunInfo, _pm, fmt_seconds, verdicts
 from .runner import PartOutcome
 
 __all__ = ["build_summary", "write_summary"]
-
-
-def _pm(mean: float, std: float, n: int) -> str:
-    return f"{mean:.3f}" if n <= 1 else f"{mean:.3f} ± {std:.3f}"
 
 
 def _provenance(info: RunInfo, outcomes: list[PartOutcome]) -> Paragraph:
