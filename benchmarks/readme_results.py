@@ -6,7 +6,8 @@ Replaces what stands between the README's markers ``<!-- reproduce:begin -->`` a
 ``<!-- reproduce:end -->`` with ``RUN_DIR/summary.md`` (written by ``cmvae reproduce``), after
 copying the figures it shows (and the self-contained ``report.html``) into ``--assets`` and linking
 them from there. Nothing outside the
-markers changes; a README without exactly one pair of markers is refused.
+markers changes; a README without exactly one pair of markers is refused, and so is a copy onto a
+file in ``--assets`` that this script did not write (it lists its files in ``--assets/.readme_results``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+#: The list of files this script wrote into the assets folder; any other file there is never overwritten.
+WRITTEN = ".readme_results"
 BEGIN = "<!-- reproduce:begin -->"
 END = "<!-- reproduce:end -->"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
@@ -50,6 +53,15 @@ def relink(summary: str, run_dir: Path, assets: Path, readme_dir: Path) -> tuple
     return IMAGE.sub(move, summary), copies
 
 
+def check_targets(assets: Path, copies: list[tuple[Path, Path]]) -> None:
+    """Refuse (``FileExistsError``) a copy onto a file in ``assets`` that this script did not write."""
+    listed = assets / WRITTEN
+    ours = set(listed.read_text(encoding="utf-8").split()) if listed.is_file() else set()
+    foreign = [str(t) for _, t in copies if t.exists() and t.name not in ours]
+    if foreign:
+        raise FileExistsError(f"{', '.join(foreign)}: not written by readme_results.py; move it or choose --assets")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -66,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             link = Path(os.path.relpath(args.assets / "report.html", args.readme.resolve().parent)).as_posix()
             text += f"\nThe whole report of this run: [{link}]({link}).\n"
         readme = splice(args.readme.read_text(encoding="utf-8"), text)
+        check_targets(args.assets, copies)
     except (OSError, ValueError) as err:
         print(f"readme_results: {err}", file=sys.stderr)
         return 2
     args.assets.mkdir(parents=True, exist_ok=True)
+    listed = args.assets / WRITTEN
+    names = set(listed.read_text(encoding="utf-8").split()) if listed.is_file() else set()
+    listed.write_text("\n".join(sorted(names | {t.name for _, t in copies})) + "\n", encoding="utf-8")
     for source, target in copies:
         shutil.copyfile(source, target)
     tmp = args.readme.with_name(f".{args.readme.name}.tmp")

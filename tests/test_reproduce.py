@@ -333,6 +333,14 @@ def test_readme_results_replaces_only_the_marked_section(tmp_path, monkeypatch, 
     assert "(docs/repro/selection_figure2_seed0.png)" in text and "| CMVAE | Algorithm 1" in text
     assert "[docs/repro/report.html](docs/repro/report.html)" in text
     assert (tmp_path / "docs/repro/report.html").read_text() == "<html>report</html>"
+    # a rerun replaces its own copies; a file of someone else's in the assets folder is never overwritten
+    assert tool.main([str(run), "--readme", "README.md", "--assets", "docs/repro"]) == 0
+    (tmp_path / "docs/mine").mkdir(parents=True)
+    (tmp_path / "docs/mine/report.html").write_text("my page")
+    kept = readme.read_text()
+    assert tool.main([str(run), "--readme", "README.md", "--assets", "docs/mine"]) == 2
+    assert "not written by readme_results.py" in capsys.readouterr().err
+    assert (tmp_path / "docs/mine/report.html").read_text() == "my page" and readme.read_text() == kept
     assert (tmp_path / "docs/repro/selection_figure2_seed0.png").read_bytes() == \
         (run / "parts/selection/figure2_seed0.png").read_bytes()
     # a README without its markers, or a run without a summary: one line, nothing written
