@@ -149,3 +149,57 @@ def test_defaults_cluster_small_separable_tabular_data(monkeypatch):
     assert model.epochs_ == 100  # 2 steps per epoch
     nmi = normalized_mutual_info_score(y, model.predict(views))
     assert nmi > 0.9, nmi  # 0.946 (0.985 with posterior_samples=0)
+
+
+class _LearningRates(L.Callback):
+    """The optimiser's learning rate at every step, read after the step."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_lr_decay_keeps_the_rate_then_lowers_it_to_the_end_of_training(tmp_path):
+    """lr_decay=0.5 over 4 epochs of 2 steps: the first half at lr, then strictly falling towards 0; the
+    per-epoch rate is logged; lr_decay=0 keeps the rate constant."""
+    recorded = _LearningRates()
+    CMVAE(epochs=4, lr=2e-3, lr_decay=0.5, **TINY).fit(two_views(), callbacks=[recorded], out_dir=tmp_path / "run")
+    rates = recorded.rates
+    assert len(rates) == 8
+    assert rates[:5] == [2e-3] * 5  # set before each step: step 5 starts at half of training
+    assert all(later < earlier for earlier, later in zip(rates[4:], rates[5:]))
+    assert rates[-1] < 0.2 * 2e-3
+    logged = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/lr" in logged.split(",")
+    constant = _LearningRates()
+    CMVAE(epochs=2, lr=2e-3, **TINY).fit(two_views(), callbacks=[constant])
+    assert constant.rates == [2e-3] * 4
+
+
+def test_lr_decay_follows_the_time_limit_when_it_ends_training_first():
+    """With a time limit the schedule's end is the end of the time: half the time gone means half of training."""
+    from cmvae.callbacks import LearningRateDecay, training_progress
+
+    class Timer_(L.pytorch.callbacks.Timer):
+        def time_elapsed(self, stage="train"):  # noqa: ARG002 -- a fixed clock
+            return 30.0
+
+    class FakeTrainer:
+        max_epochs, num_training_batches, global_step, current_epoch = 100, 10, 10, 1
+        callbacks = [Timer_(duration={"seconds": 60})]
+
+    assert training_progress(FakeTrainer()) == pytest.approx(0.5)  # type: ignore[arg-type]
+    schedule = LearningRateDecay(1.0, fraction=0.5)
+    assert schedule.rate(0.5) == 1.0 and schedule.rate(0.75) == pytest.approx(0.5) and schedule.rate(1.0) == 0.0
+    with pytest.raises(ValueError, match="fraction"):
+        LearningRateDecay(1.0, fraction=1.5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", float("nan")])
+def test_lr_decay_outside_zero_one_is_refused_with_its_name(bad):
+    with pytest.raises(Exception, match="lr_decay"):
+        CMVAE(lr_decay=bad)
+    with pytest.raises(Exception, match="lr_decay"):
+        TrainingConfig(lr_decay=bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 
 import lightning as L
 import numpy as np
@@ -80,6 +81,55 @@ def _copy_from_rank_zero(trainer: L.Trainer, prior: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, value in prior.state_dict().items():
             value.copy_(state[name].to(value.device))
+
+
+def training_progress(trainer: L.Trainer, epochs_done: float | None = None) -> float:
+    """Fraction of training done, in [0, 1]: of the epochs (``epochs_done``, by default the optimiser
+    steps taken over the steps of all epochs), or of the time limit when that is further on."""
+    max_epochs = trainer.max_epochs or 0
+    if epochs_done is None:
+        per_epoch = trainer.num_training_batches
+        per_epoch = per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else 0
+        epochs_done = trainer.global_step / per_epoch if per_epoch else float(trainer.current_epoch)
+    by_epochs = epochs_done / max_epochs if max_epochs > 0 else 0.0
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # type: ignore[attr-defined]
+    if timer is None or timer._duration is None:
+        return min(1.0, by_epochs)
+    return min(1.0, max(by_epochs, timer.time_elapsed("train") / timer._duration))
+
+
+class LearningRateDecay(L.Callback):
+    """Keeps the learning rate at ``lr`` for the first ``1 - fraction`` of training, then lowers it
+    along a half cosine to ``lr * final_ratio`` at the end (a "stable, then decay" schedule).
+
+    Training's end is the end of its epochs or of its time limit, whichever comes first
+    (:func:`training_progress`), so a run cut by ``max_time_minutes`` still ends its decay when the
+    time runs out. The rate is set before every optimiser step; nothing is stored, so a resumed run
+    continues the same schedule. ``fraction`` 0 keeps the rate constant.
+    """
+
+    def __init__(self, lr: float, fraction: float, final_ratio: float = 0.0) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+        self.lr = lr
+        self.fraction = fraction
+        self.final_ratio = final_ratio
+
+    def rate(self, progress: float) -> float:
+        """The learning rate at ``progress`` (fraction of training done)."""
+        start = 1.0 - self.fraction
+        if self.fraction <= 0.0 or progress <= start:
+            return self.lr
+        phase = min(1.0, (progress - start) / self.fraction)
+        floor = self.lr * self.final_ratio
+        return floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * phase))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        lr = self.rate(training_progress(trainer))
+        for optimiser in trainer.optimizers:
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+        pl_module.log("train/lr", lr, on_step=False, on_epoch=True, reduce_fx="min", batch_size=1)
 
 
 class KMeansPriorInit(L.Callback):
@@ -158,13 +208,7 @@ class KMeansPriorInit(L.Callback):
         log.info("cluster prior placed by k-means on %d latent codes (%s)", n_codes, reason)
 
     def _progress(self, trainer: L.Trainer) -> float:
-        """Fraction of training done: of the epochs, or of the time limit when that is further on."""
-        max_epochs = trainer.max_epochs or 0
-        by_epochs = (trainer.current_epoch + 1) / max_epochs if max_epochs > 0 else 0.0
-        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # type: ignore[attr-defined]
-        if timer is None or timer._duration is None:
-            return by_epochs
-        return max(by_epochs, timer.time_elapsed("train") / timer._duration)
+        return training_progress(trainer, epochs_done=trainer.current_epoch + 1)
 
     def _check(self, pl_module: L.LightningModule) -> tuple[bool, float | None]:
         """(the latent's k-means partition is stable since the last check, ARI of the model's own

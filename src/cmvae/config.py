@@ -276,6 +276,8 @@ class TrainingConfig(_Strict):
         "resolved from the data size when training starts (config.yaml of a run records the number)")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
+    lr_decay: float = Field(0.0, ge=0, le=1, description="fraction of training, at its end, over which the "
+                            "learning rate falls along a half cosine to 0 (0: constant)")
     amsgrad: bool = True
     seed: int = 0
     accelerator: str = "auto"

@@ -65,6 +65,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         epochs: int | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
+        lr_decay: float = 0.0,
         amsgrad: bool = True,
         seed: int = 0,
         accelerator: str = "auto",
@@ -95,6 +96,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_decay = lr_decay
         self.amsgrad = amsgrad
         self.seed = seed
         self.accelerator = accelerator
@@ -141,6 +143,9 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         if self.seed is not None:
             check_int("seed", self.seed, 0)
         check_number("lr", self.lr, 0.0, strict=True)
+        hint = f"a fraction of training in [0, 1], got {self.lr_decay!r}"
+        if check_number("lr_decay", self.lr_decay, 0.0, hint=hint) > 1:
+            raise ParameterError(f"lr_decay must be {hint}")
         check_number("beta", self.beta, 0.0)
         if self.max_time_minutes is not None:
             check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True)
