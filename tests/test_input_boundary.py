@@ -57,6 +57,15 @@ def test_too_many_clusters_fail_before_training_and_leave_the_model_unfitted(tmp
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before any epoch
 
 
+def test_networks_too_large_for_memory_are_a_parameter_error_naming_the_sizes(tmp_path):
+    """A latent size far beyond this machine's memory (terabytes of weights) fails as one ParameterError
+    naming the sizes, leaves the model unfitted and the output folder untouched."""
+    model = CMVAE(**{**TINY, "private_dim": 10**9})
+    with pytest.raises(ParameterError, match=r"do not fit in memory .*private_dim=1000000000"):
+        model.fit(tiny_views(), out_dir=tmp_path / "run")
+    assert model.module_ is None and not (tmp_path / "run").exists()
+
+
 def test_a_failed_refit_keeps_the_previous_fit(fitted):
     module = fitted.module_
     with pytest.raises(DataValidationError):

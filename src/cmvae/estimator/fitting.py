@@ -93,7 +93,7 @@ class FittingMixin:
         L.seed_everything(seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
             self.schema_ = DataSchema.infer(train, vocabularies=vocabularies, mask=train_mask)
-            self.module_ = self._build_module(self.schema_)
+            self.module_ = self._build_networks_within_memory(self.schema_)
         assert self.schema_ is not None and self.module_ is not None
         val, val_observed = None, None
         if val_views is not None:  # checked against the schema just recorded
@@ -152,6 +152,19 @@ class FittingMixin:
 
     def _fit_seed(self) -> int:
         return fit_seed(self)
+
+    def _build_networks_within_memory(self, schema: DataSchema):
+        """:meth:`_build_module`; a network too large for this machine's memory (from latent sizes such as
+        ``private_dim=10**7``) is a :class:`ParameterError` naming the sizes, not an allocator traceback."""
+        try:
+            return self._build_module(schema)
+        except (RuntimeError, MemoryError) as err:
+            if not isinstance(err, MemoryError) and "allocate" not in str(err) and "out of memory" not in str(err):
+                raise
+            sizes = ", ".join(f"{name}={getattr(self, name)!r}" for name in ("shared_dim", "private_dim", "n_clusters")
+                              if hasattr(self, name))
+            raise ParameterError(f"the networks do not fit in memory with {sizes} (arch={self.arch!r}): use smaller "
+                                 f"latent sizes ({one_line(err)})") from None
 
     def _check_fit_settings(self, n_samples: int) -> None:
         """Settings that only fail against the data or the machine, checked before training starts."""
