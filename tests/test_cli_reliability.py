@@ -173,9 +173,9 @@ def test_a_failed_fresh_run_keeps_files_of_the_user(trained, tmp_path, capsys):
 
 
 def test_a_diverging_run_says_so_in_one_line_and_leaves_no_folder(trained, tmp_path, capsys):
-    """lr 1e9 makes the objective non-finite in the first steps: exit 2, one line on stderr (no Lightning
-    notes beside it), and the run folder it created is gone."""
-    config = write_config(trained, "diverge.yaml", training={"lr": 1e9, "epochs": 2})
+    """lr 1000 (the largest accepted) makes the objective non-finite in the first steps: exit 2, one line on
+    stderr (no Lightning notes beside it), and the run folder it created is gone."""
+    config = write_config(trained, "diverge.yaml", training={"lr": 1000.0, "epochs": 2})
     capsys.readouterr()
     code = cli.main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err

@@ -38,7 +38,8 @@ def test_seed_none_fits_with_a_drawn_seed():
 
 @pytest.mark.parametrize(
     "name, value",
-    [("n_clusters", 2.5), ("epochs", 1.5), ("lr", float("nan")), ("lr", float("inf")), ("batch_size", "16"),
+    [("n_clusters", 2.5), ("epochs", 1.5), ("lr", float("nan")), ("lr", float("inf")), ("lr", 3.4e37),
+     ("lr_decay", 2.0), ("batch_size", "16"),
      ("shared_dim", True), ("beta", -1.0), ("likelihood", "poisson"), ("progress", "yes"), ("seed", -1),
      ("likelihood_scale", [0.5, float("nan")]), ("cluster_init_epoch", 0.5), ("max_time_minutes", 0)],
 )
@@ -60,10 +61,11 @@ def test_too_many_clusters_fail_before_training_and_leave_the_model_unfitted(tmp
 def test_networks_too_large_for_memory_are_a_parameter_error_naming_the_sizes(tmp_path):
     """A latent size far beyond this machine's memory (terabytes of weights) fails as one ParameterError
     naming the sizes, leaves the model unfitted and the output folder untouched."""
-    model = CMVAE(**{**TINY, "private_dim": 10**9})
-    with pytest.raises(ParameterError, match=r"do not fit in memory .*private_dim=1000000000"):
-        model.fit(tiny_views(), out_dir=tmp_path / "run")
-    assert model.module_ is None and not (tmp_path / "run").exists()
+    for size in (10**9, 2**52):  # terabytes; a tensor size that overflows
+        model = CMVAE(**{**TINY, "private_dim": size})
+        with pytest.raises(ParameterError, match=rf"cannot be allocated .*private_dim={size}"):
+            model.fit(tiny_views(), out_dir=tmp_path / "run")
+        assert model.module_ is None and not (tmp_path / "run").exists()
 
 
 def test_a_failed_refit_keeps_the_previous_fit(fitted):

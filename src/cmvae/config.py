@@ -275,7 +275,7 @@ class TrainingConfig(_Strict):
         None, ge=1, description="training epochs; null: enough for 1,000 optimiser steps and at least 30 epochs, "
         "resolved from the data size when training starts (config.yaml of a run records the number)")
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=1000, description="Adam's learning rate (above 1000 it is certainly a mistake)")
     lr_decay: float = Field(0.0, ge=0, le=1, description="fraction of training, at its end, over which the "
                             "learning rate falls along a half cosine to 0 (0: constant)")
     amsgrad: bool = True

@@ -31,6 +31,10 @@ from .persistence import PersistenceMixin
 from .sampling import SamplingMixin
 
 
+
+#: The largest learning rate accepted (Adam's steps are about lr per parameter: above this it is a typo).
+MAX_LR = 1000.0
+
 class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, PersistenceMixin):
     """Common fit/transform/save/load machinery of the multimodal VAEs.
 
@@ -142,7 +146,8 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
             check_int("epochs", self.epochs, 1)
         if self.seed is not None:
             check_int("seed", self.seed, 0)
-        check_number("lr", self.lr, 0.0, strict=True)
+        if check_number("lr", self.lr, 0.0, strict=True) > MAX_LR:
+            raise ParameterError(f"lr must be a learning rate in (0, {MAX_LR:g}], got {self.lr!r}")
         hint = f"a fraction of training in [0, 1], got {self.lr_decay!r}"
         if check_number("lr_decay", self.lr_decay, 0.0, hint=hint) > 1:
             raise ParameterError(f"lr_decay must be {hint}")

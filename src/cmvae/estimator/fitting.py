@@ -154,16 +154,18 @@ class FittingMixin:
         return fit_seed(self)
 
     def _build_networks_within_memory(self, schema: DataSchema):
-        """:meth:`_build_module`; a network too large for this machine's memory (from latent sizes such as
-        ``private_dim=10**7``) is a :class:`ParameterError` naming the sizes, not an allocator traceback."""
+        """:meth:`_build_module`; networks that this machine cannot allocate (latent sizes such as
+        ``private_dim=10**9``: out of memory, or a tensor size that overflows) are a :class:`ParameterError`
+        naming the sizes, not an allocator traceback."""
         try:
             return self._build_module(schema)
-        except (RuntimeError, MemoryError) as err:
-            if not isinstance(err, MemoryError) and "allocate" not in str(err) and "out of memory" not in str(err):
+        except (RuntimeError, MemoryError, OverflowError) as err:
+            text = str(err)
+            if isinstance(err, RuntimeError) and not any(w in text for w in ("allocat", "out of memory", "overflow")):
                 raise
             sizes = ", ".join(f"{name}={getattr(self, name)!r}" for name in ("shared_dim", "private_dim", "n_clusters")
                               if hasattr(self, name))
-            raise ParameterError(f"the networks do not fit in memory with {sizes} (arch={self.arch!r}): use smaller "
+            raise ParameterError(f"the networks cannot be allocated with {sizes} (arch={self.arch!r}): use smaller "
                                  f"latent sizes ({one_line(err)})") from None
 
     def _check_fit_settings(self, n_samples: int) -> None:
