@@ -279,14 +279,14 @@ class TrainingConfig(_Strict):
     lr_decay: float = Field(0.0, ge=0, le=1, description="fraction of training, at its end, over which the "
                             "learning rate falls along a half cosine to 0 (0: constant)")
     amsgrad: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
     strategy: str = "auto"  # "ddp": one process per device (and per node), see README "Scaling out"
     num_nodes: int = Field(1, ge=1)
     precision: int | str = "32-true"
     num_workers: int = Field(0, ge=0)
-    max_time_minutes: float | None = Field(None, gt=0)
+    max_time_minutes: float | None = Field(None, gt=0, le=1e9)
     progress: bool = True
     low_memory: bool = False
 

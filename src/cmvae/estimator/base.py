@@ -34,6 +34,8 @@ from .sampling import SamplingMixin
 
 #: The largest learning rate accepted (Adam's steps are about lr per parameter: above this it is a typo).
 MAX_LR = 1000.0
+#: The largest seed accepted (NumPy's and scikit-learn's random states take 32-bit seeds).
+MAX_SEED = 2**32 - 1
 
 class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, PersistenceMixin):
     """Common fit/transform/save/load machinery of the multimodal VAEs.
@@ -145,7 +147,8 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         if self.epochs is not None:
             check_int("epochs", self.epochs, 1)
         if self.seed is not None:
-            check_int("seed", self.seed, 0)
+            if check_int("seed", self.seed, 0) > MAX_SEED:
+                raise ParameterError(f"seed must be an integer in [0, {MAX_SEED}] (NumPy's seed range), got {self.seed!r}")
         if check_number("lr", self.lr, 0.0, strict=True) > MAX_LR:
             raise ParameterError(f"lr must be a learning rate in (0, {MAX_LR:g}], got {self.lr!r}")
         hint = f"a fraction of training in [0, 1], got {self.lr_decay!r}"
@@ -153,7 +156,8 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
             raise ParameterError(f"lr_decay must be {hint}")
         check_number("beta", self.beta, 0.0)
         if self.max_time_minutes is not None:
-            check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True)
+            if check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True) > 1e9:
+                raise ParameterError(f"max_time_minutes must be a time limit in (0, 1e9] minutes, got {self.max_time_minutes!r}")
         scales = self.likelihood_scale if is_list(self.likelihood_scale) else [self.likelihood_scale]
         if not scales:
             raise ParameterError("likelihood_scale must be positive (one value or one per modality), got []")
