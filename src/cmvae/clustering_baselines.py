@@ -31,13 +31,13 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .estimator import CMVAE, NotFittedError, check_int, check_number, fit_seed, pick_device
+from .estimator import CMVAE, NotFittedError, check_choice, check_int, check_number, fit_seed, pick_device
 from .inputs import Input, TrainingRules, prepare_input, select_modality
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
 from .models.deepcluster import ClusterBalancedSampler, DeepClusterModule, WhitenNormalize, cluster_features
 from .models.vade import VaDEModule
-from .nets import build_networks
+from .nets import WEIGHT_INITS, build_networks
 from .registry import register_estimator
 from .schema import ArrayLike, DataSchema, DataValidationError
 from .training import ViewsDataset, _identity_collate, make_loader, make_trainer, quiet_lightning_warnings
@@ -164,7 +164,9 @@ class _RepresentationClusterer:
         accelerator: str = "auto",
         progress: bool = True,
         max_time_minutes: float | None = None,
+        weight_init: str = "torch",
     ) -> None:
+        check_choice("weight_init", weight_init, WEIGHT_INITS)
         for name, value in (("n_clusters", n_clusters), ("shared_dim", shared_dim), ("epochs", epochs),
                             ("batch_size", batch_size)):
             check_int(name, value, 1)
@@ -181,6 +183,7 @@ class _RepresentationClusterer:
         self.accelerator = accelerator
         self.progress = progress
         self.max_time_minutes = max_time_minutes
+        self.weight_init = weight_init
         self.module_: nn.Module | None = None
         self.schema_: DataSchema | None = None
         self.kmeans_: KMeans | None = None
@@ -217,7 +220,8 @@ class _RepresentationClusterer:
     # -- shared machinery --------------------------------------------------------------
     def _encoders(self, schema: DataSchema) -> list[nn.Module]:
         """One encoder of :mod:`cmvae.nets` per view, with ``private_dim = 0``."""
-        return [build_networks(spec.shape, self.shared_dim, 0, arch=self.arch)[0] for spec in schema.modalities]
+        return [build_networks(spec.shape, self.shared_dim, 0, arch=self.arch, weight_init=self.weight_init)[0]
+                for spec in schema.modalities]
 
     def _fitted(self) -> tuple[nn.Module, DataSchema]:
         if self.module_ is None or self.schema_ is None or self.kmeans_ is None:

@@ -237,6 +237,8 @@ class ModelConfig(_Strict):
     posterior_samples: int = Field(16, ge=0)
     scale_param: Literal["softplus", "softmax"] = "softplus"
     encoder_branches: Literal["shared", "separate"] = "separate"
+    weight_init: Literal["torch", "he"] = Field("torch", description="initial weights of the built-in networks: "
+                                                "'torch' (PyTorch's default) or 'he' (variance-preserving)")
     assignment: Literal["evidence", "vote"] = "evidence"
     alpha: float | None = Field(None, ge=0, le=1, description="MVTCAE only (default 0.1)")
     subsampled_subsets: int | None = Field(None, ge=0, description="MVAE only (default 0)")

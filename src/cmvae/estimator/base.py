@@ -22,7 +22,7 @@ from torch import nn
 from ..distributions import likelihood as make_likelihood
 from ..inputs import Input, TrainingRules, prepare_input
 from ..models.base import MultimodalVAE
-from ..nets import ARCHS, build_networks
+from ..nets import ARCHS, WEIGHT_INITS, build_networks
 from ..schema import ArrayLike, DataSchema
 from .encoding import EncodingMixin
 from .fitting import FittingMixin
@@ -85,6 +85,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         low_memory: bool = False,
         scale_param: str = "softplus",
         encoder_branches: str = "shared",
+        weight_init: str = "torch",
         encoders: Sequence[nn.Module] | None = None,
         decoders: Sequence[nn.Module] | None = None,
     ) -> None:
@@ -116,6 +117,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.low_memory = low_memory
         self.scale_param = scale_param
         self.encoder_branches = encoder_branches
+        self.weight_init = weight_init
         self.encoders = encoders
         self.decoders = decoders
         self.module_: MultimodalVAE | None = None
@@ -184,6 +186,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice("scale_param", self.scale_param, ("softplus", "softmax"))
         check_choice("encoder_branches", self.encoder_branches, ("shared", "separate"))
+        check_choice("weight_init", self.weight_init, WEIGHT_INITS)
         if (self.encoders is None) != (self.decoders is None):
             raise ParameterError("pass both encoders and decoders (one per modality), or neither")
 
@@ -226,7 +229,8 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         names = self._likelihood_names(schema.n_modalities, [spec.kind for spec in schema.modalities])
         pairs = [
             build_networks(spec.shape, self.shared_dim, self.private_dim, arch=self.arch, likelihood=lik,
-                           vocab_size=spec.vocab_size, branches=self.encoder_branches)
+                           vocab_size=spec.vocab_size, branches=self.encoder_branches,
+                           weight_init=self.weight_init)
             for spec, lik in zip(schema.modalities, names)
         ]
         return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from .images import ImageDecoder, ImageEncoder
+from .init import WEIGHT_INITS, initialise
 from .paper import PaperCaptionDecoder, PaperCaptionEncoder, PaperImageDecoder, PaperImageEncoder
 from .tabular import TabularDecoder, TabularEncoder
 from .text import TextDecoder, TextEncoder
 
-__all__ = ["ARCHS", "BranchedEncoder", "ImageDecoder", "ImageEncoder", "PaperCaptionDecoder", "PaperCaptionEncoder",
+__all__ = ["ARCHS", "WEIGHT_INITS", "BranchedEncoder", "ImageDecoder", "ImageEncoder", "PaperCaptionDecoder", "PaperCaptionEncoder",
            "PaperImageDecoder", "PaperImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder",
            "TextEncoder", "build_networks"]
 
@@ -53,6 +54,7 @@ def build_networks(
     likelihood: str = "laplace",
     vocab_size: int | None = None,
     branches: str = "shared",
+    weight_init: str = "torch",
 ) -> tuple[nn.Module, nn.Module]:
     """Default (encoder, decoder) for one modality with per-sample ``shape``.
 
@@ -62,7 +64,11 @@ def build_networks(
     (with ``private_dim`` 0 there is nothing to separate and one encoder is returned).
     ``arch="paper"``: the authors' networks; their caption encoder always has separate z and w branches
     (over one embedding), their image decoders do not squash the output.
+    ``weight_init``: ``"torch"`` (PyTorch's default) or ``"he"`` (variance-preserving, :mod:`cmvae.nets.init`);
+    the authors' networks (``arch="paper"``) always keep PyTorch's, as in their release.
     """
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
     if branches not in ("shared", "separate"):
         raise ValueError(f"encoder_branches must be 'shared' or 'separate', got {branches!r}")
     if arch not in ARCHS:
@@ -72,13 +78,15 @@ def build_networks(
             raise ValueError(f"a text modality has per-sample shape [L] (token ids), got {list(shape)}")
         return (PaperCaptionEncoder(vocab_size, shape[0], shared_dim, private_dim),
                 PaperCaptionDecoder(shared_dim, private_dim, vocab_size, shape[0]))
+    init = "torch" if arch == "paper" else weight_init  # the authors' networks keep their initialisation
     if branches == "separate" and private_dim > 0:
         encoder: nn.Module = BranchedEncoder(
-            _encoder(shape, 2 * shared_dim, arch, vocab_size), _encoder(shape, 2 * private_dim, arch, vocab_size)
+            initialise(_encoder(shape, 2 * shared_dim, arch, vocab_size), init),
+            initialise(_encoder(shape, 2 * private_dim, arch, vocab_size), init),
         )
     else:
-        encoder = _encoder(shape, 2 * (shared_dim + private_dim), arch, vocab_size)
-    return encoder, _decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size)
+        encoder = initialise(_encoder(shape, 2 * (shared_dim + private_dim), arch, vocab_size), init)
+    return encoder, initialise(_decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size), init)
 
 
 def _encoder(shape: tuple[int, ...], out_dim: int, arch: str, vocab_size: int | None) -> nn.Module:

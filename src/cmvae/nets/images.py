@@ -48,6 +48,11 @@ class _ResBlock(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
+    @property
+    def residual_branch_end(self) -> nn.Module:
+        """The layer that ends the residual branch (zeroed by :func:`cmvae.nets.init.he_init`)."""
+        return self.body[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
