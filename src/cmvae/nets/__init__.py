@@ -20,9 +20,9 @@ from .paper import PaperCaptionDecoder, PaperCaptionEncoder, PaperImageDecoder, 
 from .tabular import TabularDecoder, TabularEncoder
 from .text import TextDecoder, TextEncoder
 
-__all__ = ["ARCHS", "WEIGHT_INITS", "BranchedEncoder", "ImageDecoder", "ImageEncoder", "PaperCaptionDecoder", "PaperCaptionEncoder",
-           "PaperImageDecoder", "PaperImageEncoder", "TabularDecoder", "TabularEncoder", "TextDecoder",
-           "TextEncoder", "build_networks"]
+__all__ = ["ARCHS", "WEIGHT_INITS", "BranchedEncoder", "ImageDecoder", "ImageEncoder", "PaperCaptionDecoder",
+           "PaperCaptionEncoder", "PaperImageDecoder", "PaperImageEncoder", "TabularDecoder", "TabularEncoder",
+           "TextDecoder", "TextEncoder", "build_networks"]
 
 
 #: Architecture names: ``light`` (CPU default), ``resnet`` (wide residual nets), ``paper`` (the authors' networks,
