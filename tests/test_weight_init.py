@@ -37,6 +37,19 @@ def test_encoders_and_decoders_respond_to_their_input_at_initialisation(shape):
             assert output_sensitivity(torch_net, inputs) < 0.03
 
 
+def test_he_decoders_starts_the_decoders_variance_preserving_and_keeps_pytorchs_encoders():
+    shape = (3, 28, 28)
+    torch.manual_seed(0)
+    encoder, decoder = build_networks(shape, 8, 8, branches="separate", weight_init="he-decoders")
+    torch.manual_seed(0)
+    default_encoder, default_decoder = build_networks(shape, 8, 8, branches="separate", weight_init="torch")
+    for name, value in default_encoder.state_dict().items():
+        assert torch.equal(encoder.state_dict()[name], value), name
+    z = torch.randn(64, 16)
+    assert output_sensitivity(decoder, z) > 0.1
+    assert output_sensitivity(default_decoder, z) < 0.03
+
+
 def test_he_init_keeps_the_variance_of_a_deep_relu_stack():
     torch.manual_seed(0)
     net = he_init(nn.Sequential(*[m for _ in range(8) for m in (nn.Linear(256, 256), nn.ReLU())], nn.Linear(256, 256)))
@@ -71,7 +84,7 @@ def test_the_authors_networks_keep_pytorchs_initialisation():
 
 
 def test_bad_weight_init_is_refused_by_name():
-    with pytest.raises(ParameterError, match="weight_init must be one of 'torch', 'he', got 'xavier'"):
+    with pytest.raises(ParameterError, match="weight_init must be one of 'torch', 'he', 'he-decoders', got 'xavier'"):
         CMVAE(weight_init="xavier").fit([torch.rand(8, 4).numpy(), torch.rand(8, 3).numpy()])
 
 

@@ -237,8 +237,9 @@ class ModelConfig(_Strict):
     posterior_samples: int = Field(16, ge=0)
     scale_param: Literal["softplus", "softmax"] = "softplus"
     encoder_branches: Literal["shared", "separate"] = "separate"
-    weight_init: Literal["torch", "he"] = Field("torch", description="initial weights of the built-in networks: "
-                                                "'torch' (PyTorch's default) or 'he' (variance-preserving)")
+    weight_init: Literal["torch", "he", "he-decoders"] = Field(
+        "torch", description="initial weights of the built-in networks: 'torch' (PyTorch's default), 'he' "
+        "(variance-preserving) or 'he-decoders' (variance-preserving decoders, PyTorch's encoders)")
     assignment: Literal["evidence", "vote"] = "evidence"
     alpha: float | None = Field(None, ge=0, le=1, description="MVTCAE only (default 0.1)")
     subsampled_subsets: int | None = Field(None, ge=0, description="MVAE only (default 0)")
@@ -291,6 +292,8 @@ class TrainingConfig(_Strict):
     max_time_minutes: float | None = Field(None, gt=0, le=1e9)
     progress: bool = True
     low_memory: bool = False
+    compile_networks: bool = Field(False, description="train with the encoders and decoders compiled by "
+                                   "torch.compile (same objective, faster steps once compiled)")
 
 
 # ------------------------------------------------------------------------ compare

@@ -83,6 +83,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         max_time_minutes: float | None = None,
         progress: bool = True,
         low_memory: bool = False,
+        compile_networks: bool = False,
         scale_param: str = "softplus",
         encoder_branches: str = "shared",
         weight_init: str = "torch",
@@ -115,6 +116,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.max_time_minutes = max_time_minutes
         self.progress = progress
         self.low_memory = low_memory
+        self.compile_networks = compile_networks
         self.scale_param = scale_param
         self.encoder_branches = encoder_branches
         self.weight_init = weight_init
@@ -181,7 +183,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         for name in ("strategy",):
             if not isinstance(getattr(self, name), str):
                 raise ParameterError(f"{name} must be a string, got {getattr(self, name)!r}")
-        for name in ("amsgrad", "progress", "low_memory"):
+        for name in ("amsgrad", "progress", "low_memory", "compile_networks"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice("scale_param", self.scale_param, ("softplus", "softmax"))

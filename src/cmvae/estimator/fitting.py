@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..callbacks import ClusteringMonitor, LearningRateDecay
+from ..callbacks import ClusteringMonitor, CompileNetworks, LearningRateDecay
 from ..saving import ModelFileError
 from ..schema import ArrayLike, DataSchema, DataValidationError
 from ..training import EpochHistory, TrainingPlan, make_loader, make_trainer, quiet_lightning_warnings, sanity_check
@@ -121,6 +121,8 @@ class FittingMixin:
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
         if self.lr_decay > 0:
             extra.append(LearningRateDecay(self.lr, self.lr_decay))
+        if self.compile_networks:
+            extra.append(CompileNetworks())
         if val is not None and val_labels is not None:
             extra.append(ClusteringMonitor(*self._fitted(), val, np.asarray(val_labels), val_observed,
                                            assignment=getattr(self, "assignment", "vote"), seed=self._fit_seed(),

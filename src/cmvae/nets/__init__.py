@@ -64,7 +64,8 @@ def build_networks(
     (with ``private_dim`` 0 there is nothing to separate and one encoder is returned).
     ``arch="paper"``: the authors' networks; their caption encoder always has separate z and w branches
     (over one embedding), their image decoders do not squash the output.
-    ``weight_init``: ``"torch"`` (PyTorch's default) or ``"he"`` (variance-preserving, :mod:`cmvae.nets.init`);
+    ``weight_init``: ``"torch"`` (PyTorch's default), ``"he"`` (variance-preserving, :mod:`cmvae.nets.init`) or
+    ``"he-decoders"`` (variance-preserving decoders, PyTorch's encoders);
     the authors' networks (``arch="paper"``) always keep PyTorch's, as in their release.
     """
     if weight_init not in WEIGHT_INITS:
@@ -86,7 +87,7 @@ def build_networks(
         )
     else:
         encoder = initialise(_encoder(shape, 2 * (shared_dim + private_dim), arch, vocab_size), init)
-    return encoder, initialise(_decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size), init)
+    return encoder, initialise(_decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size), init, decoder=True)
 
 
 def _encoder(shape: tuple[int, ...], out_dim: int, arch: str, vocab_size: int | None) -> nn.Module:
