@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 import torch
 
-from cmvae import CMVAE
-from cmvae import callbacks
+from cmvae import CMVAE, callbacks
+from cmvae.estimator import ParameterError
 
 
 def views(n: int = 96, seed: int = 0) -> list[np.ndarray]:
@@ -44,3 +45,8 @@ def test_without_a_working_compiler_training_goes_on_eagerly_after_one_warning(m
 
 def test_the_compiler_check_runs_a_kernel_on_the_cpu():
     assert callbacks.compiler_works(torch.device("cpu")) is None
+
+
+def test_a_non_boolean_compile_networks_is_refused_by_name():
+    with pytest.raises(ParameterError, match="compile_networks must be True or False, got 'yes'"):
+        CMVAE(n_clusters=2, epochs=1, progress=False, accelerator="cpu", compile_networks="yes").fit(views())
