@@ -87,7 +87,8 @@ def build_networks(
         )
     else:
         encoder = initialise(_encoder(shape, 2 * (shared_dim + private_dim), arch, vocab_size), init)
-    return encoder, initialise(_decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size), init, decoder=True)
+    decoder = _decoder(shape, shared_dim + private_dim, arch, likelihood, vocab_size)
+    return encoder, initialise(decoder, init, decoder=True)
 
 
 def _encoder(shape: tuple[int, ...], out_dim: int, arch: str, vocab_size: int | None) -> nn.Module:
