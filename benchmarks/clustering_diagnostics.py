@@ -7,8 +7,9 @@ Trains CMVAE (from a packaged/YAML config's model and training sections, then ``
 overrides) on one of the data sets below and records after every epoch, on the held-out split,
 everything :func:`cmvae.diagnostics.latent_diagnostics` measures (the model's NMI/ARI, k-means
 on the mixture means, k-means with a vote over the unimodal codes, the variance shares of
-modality and class, clusters used, entropy of pi) plus the training wall time. Rows go to
-``OUT/NAME.csv``; ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
+modality and class, clusters used, entropy of pi), the held-out bound (``val_bound``), k-means on
+the mixture means of 2,000 *training* tuples (``train_kmeans_mean_nmi``: below the held-out value when
+the encoders memorise the training tuples) and the training wall time. Rows go to ``OUT/NAME.csv``; ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
 
 Data sets (all offline):
 
@@ -90,9 +91,11 @@ class Clock(L.Callback):
     epoch's row (time and the ``val/...`` diagnostics) is appended to ``csv_path`` at once, so a run
     that is stopped keeps the epochs it finished."""
 
-    def __init__(self, csv_path: Path, name: str, data: str, seed: int) -> None:
+    def __init__(self, csv_path: Path, name: str, data: str, seed: int,
+                 train_check: tuple[CMVAE, list, np.ndarray] | None = None) -> None:
         self.elapsed, self.times = 0.0, []
         self.csv_path, self.head = csv_path, {"name": name, "data": data, "seed": seed}
+        self.train_check = train_check
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
@@ -105,12 +108,32 @@ class Clock(L.Callback):
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {**self.head, "epoch": trainer.current_epoch + 1, "minutes": self.elapsed / 60}
         row.update({k[4:]: v for k, v in sorted(m.items()) if k.startswith("val/") and k != "val/bound"})
+        if "val/bound" in m:
+            row["val_bound"] = m["val/bound"]
+        if self.train_check is not None:
+            row["train_kmeans_mean_nmi"] = train_kmeans_nmi(pl_module, *self.train_check, seed=self.head["seed"])
         append_row(self.csv_path, row)
         print(f"  {self.head['name']} seed {self.head['seed']} epoch {trainer.current_epoch + 1} {self.elapsed / 60:.1f} min: "
               f"NMI {m.get('val/nmi', float('nan')):.3f} k-means {m.get('val/kmeans_mean_nmi', float('nan')):.3f} "
               f"vote-k-means {m.get('val/kmeans_vote_nmi', float('nan')):.3f} "
               f"modality share {m.get('val/modality_share', float('nan')):.2f} "
               f"used {m.get('val/clusters_used', float('nan')):.0f}", flush=True)
+
+
+def train_kmeans_nmi(pl_module, model: CMVAE, views: list, labels: np.ndarray, seed: int) -> float:
+    """NMI of k-means on the mixture means of training ``views`` (a fixed subsample): set beside the
+    test split's ``kmeans_mean_nmi``, a lower value shows codes that hold more than the clusters on the
+    data they were trained on (memorised tuples)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from cmvae.callbacks import _mixture_means
+
+    tensors = [torch.as_tensor(v) for v in views]
+    codes = _mixture_means(model.module_, model.schema_, tensors, pl_module.device).double().numpy()
+    k = len(np.unique(labels))
+    predicted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(codes).labels_
+    return float(normalized_mutual_info_score(labels, predicted))
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -132,7 +155,8 @@ def run(name: str, data: str, seed: int, params: dict, out: Path, accelerator: s
     """Train one seed, appending each epoch's row to ``OUT/NAME.csv``; returns the final test scores."""
     train, y_train, test, y_test = load(data, seed)
     model = CMVAE(**{**params, "seed": seed, "progress": False, "accelerator": accelerator})
-    clock = Clock(out / f"{name}.csv", name, data, seed)
+    pick = np.random.default_rng(seed).permutation(len(y_train))[:2000]
+    clock = Clock(out / f"{name}.csv", name, data, seed, train_check=(model, [v[pick] for v in train], y_train[pick]))
     model.fit(train, val_views=test, val_labels=y_test, callbacks=[clock])
     final = model.score(test, y_test)
     print(f"{name} seed {seed}: final NMI {final['nmi']:.3f} ARI {final['ari']:.3f} in {clock.times[-1] / 60:.1f} min",
@@ -166,7 +190,7 @@ def plot(out: Path, x: str = "minutes") -> Path:
     for r in rows:  # runs of seed_study.py are named SETTING_sSEED: one colour per setting
         r["name"] = re.sub(r"_s\d+$", "", r["name"])
     datasets = sorted({r["data"] for r in rows})
-    metrics = [("nmi", "model's clusters (NMI)"), ("kmeans_mean_nmi", "k-means on its latent (NMI)"),
+    metrics = [("nmi", "model's clusters (NMI)"), ("kmeans_mean_nmi", "k-means on its latent (NMI; dashed: train)"),
                ("modality_share", "z_m variance share: modality"), ("clusters_used", "clusters used")]
     fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(datasets)),
                              squeeze=False)
@@ -182,6 +206,10 @@ def plot(out: Path, x: str = "minutes") -> Path:
                     if sel:
                         ax.plot([float(r[x]) for r in sel], [float(r[key]) for r in sel], color=colours[name],
                                 alpha=0.8, label=name if seed == seeds[0] else None)
+                    train = [r for r in sel if key == "kmeans_mean_nmi" and r.get("train_kmeans_mean_nmi")]
+                    if train:  # the same on training tuples: dashed
+                        ax.plot([float(r[x]) for r in train], [float(r["train_kmeans_mean_nmi"]) for r in train],
+                                color=colours[name], alpha=0.8, linestyle="--")
             ax.set_title(f"{data}: {title}", fontsize=9)
             ax.set_xlabel("training CPU-minutes" if x == "minutes" else x)
             ax.grid(alpha=0.3)

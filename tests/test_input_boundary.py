@@ -39,7 +39,7 @@ def test_seed_none_fits_with_a_drawn_seed():
 @pytest.mark.parametrize(
     "name, value",
     [("n_clusters", 2.5), ("epochs", 1.5), ("lr", float("nan")), ("lr", float("inf")), ("lr", 3.4e37),
-     ("lr_decay", 2.0), ("batch_size", "16"),
+     ("lr_decay", 2.0), ("weight_decay", -0.1), ("weight_decay", "1e-4"), ("batch_size", "16"),
      ("shared_dim", True), ("beta", -1.0), ("likelihood", "poisson"), ("progress", "yes"), ("seed", -1), ("seed", 2**36),
      ("likelihood_scale", [0.5, float("nan")]), ("cluster_init_epoch", 0.5), ("max_time_minutes", 0),
      ("max_time_minutes", 1e12)],

@@ -95,6 +95,7 @@ class TrainingPlan(L.LightningModule):
         *,
         lr: float = 1e-3,
         amsgrad: bool = True,
+        weight_decay: float = 0.0,
         n_samples: int = 1,
         estimator: EstimatorName = "elbo",
         beta: float = 1.0,
@@ -105,6 +106,7 @@ class TrainingPlan(L.LightningModule):
         self.schema = schema
         self.lr = lr
         self.amsgrad = amsgrad
+        self.weight_decay = weight_decay
         self.n_samples = n_samples
         self.estimator: EstimatorName = estimator
         self.beta = beta
@@ -152,7 +154,16 @@ class TrainingPlan(L.LightningModule):
         self.log("val/bound", terms.bound, prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=self.lr, amsgrad=self.amsgrad)
+        """Adam; with ``weight_decay`` > 0, AdamW (decoupled decay) on the encoders' and decoders' weights only:
+        the cluster prior (means, weights, scales) and the auxiliary scales of the private latents keep no decay,
+        so the decay shrinks what the networks can memorise, not the mixture."""
+        if self.weight_decay <= 0:
+            return torch.optim.Adam(self.module.parameters(), lr=self.lr, amsgrad=self.amsgrad)
+        networks = [p for net in (*self.module.encoders, *getattr(self.module, "decoders", ())) for p in net.parameters()]
+        chosen = {id(p) for p in networks}
+        others = [p for p in self.module.parameters() if id(p) not in chosen]
+        groups = [{"params": networks, "weight_decay": self.weight_decay}, {"params": others, "weight_decay": 0.0}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr, amsgrad=self.amsgrad)
 
 
 def sanity_check(

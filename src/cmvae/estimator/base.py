@@ -72,6 +72,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         batch_size: int = 128,
         lr: float = 1e-3,
         lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
         amsgrad: bool = True,
         seed: int = 0,
         accelerator: str = "auto",
@@ -105,6 +106,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.batch_size = batch_size
         self.lr = lr
         self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
         self.amsgrad = amsgrad
         self.seed = seed
         self.accelerator = accelerator
@@ -159,6 +161,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         if check_number("lr_decay", self.lr_decay, 0.0, hint=hint) > 1:
             raise ParameterError(f"lr_decay must be {hint}")
         check_number("beta", self.beta, 0.0)
+        check_number("weight_decay", self.weight_decay, 0.0)
         if self.max_time_minutes is not None:
             if check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True) > 1e9:
                 raise ParameterError(f"max_time_minutes must be a time limit in (0, 1e9] minutes, got {self.max_time_minutes!r}")

@@ -104,6 +104,7 @@ class FittingMixin:
             self.schema_,
             lr=self.lr,
             amsgrad=self.amsgrad,
+            weight_decay=self.weight_decay,
             n_samples=self.n_samples,
             estimator=self.estimator,  # type: ignore[arg-type]
             beta=self.beta,
