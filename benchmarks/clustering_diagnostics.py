@@ -9,7 +9,8 @@ everything :func:`cmvae.diagnostics.latent_diagnostics` measures (the model's NM
 on the mixture means, k-means with a vote over the unimodal codes, the variance shares of
 modality and class, clusters used, entropy of pi), the held-out bound (``val_bound``), k-means on
 the mixture means of 2,000 *training* tuples (``train_kmeans_mean_nmi``: below the held-out value when
-the encoders memorise the training tuples) and the training wall time. Rows go to ``OUT/NAME.csv``; ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
+the encoders memorise the training tuples) and the training wall time. Rows go to ``OUT/NAME.csv``;
+``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
 
 Data sets (all offline):
 
