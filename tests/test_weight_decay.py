@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from cmvae import CMVAE
@@ -46,6 +47,9 @@ def test_decay_shrinks_the_networks_weights_and_leaves_a_model_that_clusters():
     assert np.isfinite(decayed.predict_proba(views)).all()
 
 
-def test_config_passes_weight_decay_to_the_estimator():
+def test_config_passes_weight_decay_to_the_estimator_and_refuses_non_finite_values():
     assert TrainingConfig(weight_decay=1e-4).weight_decay == 1e-4
+    for bad in (float("inf"), float("nan"), -0.5):
+        with pytest.raises(ValueError, match="weight_decay"):
+            TrainingConfig(weight_decay=bad)
     assert CMVAE(weight_decay=1e-4).get_params()["weight_decay"] == 1e-4

@@ -281,8 +281,8 @@ class TrainingConfig(_Strict):
     lr: float = Field(1e-3, gt=0, le=1000, description="Adam's learning rate (above 1000 it is certainly a mistake)")
     lr_decay: float = Field(0.0, ge=0, le=1, description="fraction of training, at its end, over which the "
                             "learning rate falls along a half cosine to 0 (0: constant)")
-    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW) on the encoders' and "
-                                "decoders' weights; 0: plain Adam")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="decoupled weight decay (AdamW) on "
+                                "the encoders' and decoders' weights; 0: plain Adam")
     amsgrad: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
     accelerator: str = "auto"
