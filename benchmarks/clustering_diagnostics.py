@@ -9,7 +9,8 @@ everything :func:`cmvae.diagnostics.latent_diagnostics` measures (the model's NM
 on the mixture means, k-means with a vote over the unimodal codes, the variance shares of
 modality and class, clusters used, entropy of pi), the held-out bound (``val_bound``), k-means on
 the mixture means of 2,000 *training* tuples (``train_kmeans_mean_nmi``: below the held-out value when
-the encoders memorise the training tuples) and the training wall time. Rows go to ``OUT/NAME.csv``;
+the encoders memorise the training tuples), with ``cluster_init_when="plateau"`` the bound on the training
+rows held out of the steps (``held_out_bound``) and the training wall time. Rows go to ``OUT/NAME.csv``;
 ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
 
 Data sets (all offline):
@@ -111,6 +112,8 @@ class Clock(L.Callback):
         row.update({k[4:]: v for k, v in sorted(m.items()) if k.startswith("val/") and k != "val/bound"})
         if "val/bound" in m:
             row["val_bound"] = m["val/bound"]
+        if "held_out/bound" in m:  # cluster_init_when="plateau": the bound on the rows held out of training
+            row["held_out_bound"] = m["held_out/bound"]
         if self.train_check is not None:
             row["train_kmeans_mean_nmi"] = train_kmeans_nmi(pl_module, *self.train_check, seed=self.head["seed"])
         append_row(self.csv_path, row)

@@ -170,6 +170,72 @@ class CompileNetworks(L.Callback):
         return [*module.encoders, *module.decoders]
 
 
+class HeldOutBound:
+    """The training objective (the bound, as :meth:`~cmvae.training.TrainingPlan.bound`) on ``rows`` ``[n]`` of
+    ``views`` that training never steps on, with the best value seen and a CPU copy of the module's weights there.
+
+    The rows are encoded :data:`ENCODE_ROWS` at a time with the same random draws at every evaluation (seeded by
+    ``seed``; the training's random state is left as it was), so two epochs' values differ by the weights only.
+    It is what a validation split tells: where the networks stop learning what generalises and start memorising
+    the training rows, the held-out bound stops rising (``mask`` ``[N, M]``: partially observed ``views``).
+    """
+
+    def __init__(self, views: list[torch.Tensor], rows: torch.Tensor, seed: int,
+                 mask: torch.Tensor | None = None) -> None:
+        self.views = views
+        self.rows = rows
+        self.mask = mask
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best value (the objective changes when the components are placed)."""
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def evaluate(self, plan: L.LightningModule) -> float:
+        """The mean bound over the held-out rows (``plan``: the :class:`~cmvae.training.TrainingPlan`)."""
+        module = plan.module  # type: ignore[attr-defined]
+        was_training = module.training
+        module.eval()
+        device = plan.device
+        total, count = 0.0, 0
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed)
+            for start in range(0, self.rows.shape[0], ENCODE_ROWS):
+                take = self.rows[start : start + ENCODE_ROWS]
+                batch = [x[take] for x in self.views] + ([self.mask[take]] if self.mask is not None else [])
+                total += float(plan.bound(batch)) * take.shape[0]  # type: ignore[attr-defined]
+                count += take.shape[0]
+        module.train(was_training)
+        return total / count
+
+    def update(self, plan: L.LightningModule, epoch: int) -> float:
+        """Evaluate after ``epoch``; keep the weights when the bound is the best since the last :meth:`reset`."""
+        value = self.evaluate(plan)
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = value, epoch
+            module = plan.module  # type: ignore[attr-defined]
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        return value
+
+    def restore(self, module: torch.nn.Module) -> None:
+        """Put the best weights back into ``module`` (in place: the optimiser keeps its references)."""
+        if self.best_state is not None:
+            with torch.no_grad():
+                for name, value in module.state_dict().items():
+                    value.copy_(self.best_state[name].to(value.device))
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.best_state = state.get("best"), state.get("best_epoch"), state.get("best_state")
+
+
 class KMeansPriorInit(L.Callback):
     """Place the cluster components on k-means centroids of the posterior means (VaDE's
     initialisation, without a separate pre-training run) once the shared latent holds clusters.
@@ -187,6 +253,14 @@ class KMeansPriorInit(L.Callback):
     the shared content at a speed that varies between seeds and data sets, so a clock may place the
     components on a latent that does not hold the clusters yet.
 
+    ``when="plateau"``: the same time is the deadline, and from half of it on the placement comes as soon
+    as the bound on ``held_out`` (:class:`HeldOutBound`: rows that training never steps on) has not risen for
+    ``PATIENCE`` epochs; the weights of its best epoch are put back before k-means. After the placement the
+    best held-out bound is tracked again, and training ends with the weights of its best epoch (early stopping,
+    with the components placed). The idea: with few training tuples the networks start to memorise them once the
+    shared content is learned; the training codes then spread out by tuple and cluster worse than new data's
+    codes, and the held-out bound, with no labels, shows when that starts.
+
     If training stops before the placement, the components are placed at the end so the model
     still clusters. ``module``: the model being trained (its ``prior`` is a cluster prior), ``schema``
     its data schema; ``mask`` ``[N, M]`` (True = observed): partially observed ``views``.
@@ -194,18 +268,25 @@ class KMeansPriorInit(L.Callback):
     Measured (benchmarks/RESULTS.md): on small separable tabular data the stability check fired at
     the first possible epoch, on a latent whose partition was stable but not yet the clusters', and
     scored lower than the clock (3 seeds: 0.92 / 0.64 / 0.72 vs 0.99 / 0.86 / 0.83 NMI), so
-    ``"epoch"`` stays the default.
+    ``"epoch"`` stays the default. ``"plateau"`` on PolyMNIST placed after epoch 11-12 of 20, where the held-out
+    bound first dipped, on a latent still improving, and scored lower than the clock after 14 (0.65 and 0.74
+    vs 0.72 and 0.79 NMI): at a constant learning rate the bound levels off before the latent's clusters do.
     """
 
     STABLE_ARI = 0.8
     FOLLOW_ARI = 0.5
     MAX_REPLACEMENTS = 2
     LATEST_REPLACEMENT = 0.9
+    PATIENCE = 1
 
     def __init__(self, module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], epoch: int, seed: int,
-                 mask: torch.Tensor | None = None, when: str = "epoch", check_points: int = 2000) -> None:
-        if when not in ("epoch", "ready"):
-            raise ValueError(f"when must be 'epoch' or 'ready', got {when!r}")
+                 mask: torch.Tensor | None = None, when: str = "epoch", check_points: int = 2000,
+                 held_out: HeldOutBound | None = None) -> None:
+        if when not in ("epoch", "ready", "plateau"):
+            raise ValueError(f"when must be 'epoch', 'ready' or 'plateau', got {when!r}")
+        if (when == "plateau") != (held_out is not None):
+            raise ValueError("when='plateau' needs held_out rows, and only it uses them")
+        self.held_out = held_out
         self.module = module
         self.schema = schema
         self.views = views
@@ -222,11 +303,16 @@ class KMeansPriorInit(L.Callback):
 
     # -- state kept in checkpoints (a resumed run knows whether the components were placed) --------
     def state_dict(self) -> dict:
-        return {"done": self.done, "placements": list(self.placements)}
+        state = {"done": self.done, "placements": list(self.placements)}
+        if self.held_out is not None:
+            state["held_out"] = self.held_out.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.done = bool(state_dict.get("done", self.done))
         self.placements = list(state_dict.get("placements", self.placements))
+        if self.held_out is not None and "held_out" in state_dict:
+            self.held_out.load_state_dict(state_dict["held_out"])
 
     # -- the placement ------------------------------------------------------------------------------
     def _init(self, trainer: L.Trainer, pl_module: L.LightningModule, reason: str) -> None:
@@ -234,6 +320,9 @@ class KMeansPriorInit(L.Callback):
         module = self.module
         prior = module.prior  # type: ignore[union-attr]
         n_codes = 0
+        if self.held_out is not None:
+            reason = self._back_to_best(trainer, reason)
+            self.held_out.reset()
         if trainer.is_global_zero:
             codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask, seed=self.seed)
             prior.init_from_codes(codes, seed=self.seed)
@@ -244,6 +333,25 @@ class KMeansPriorInit(L.Callback):
         self.done = True
         self.placements.append(reason)
         log.info("cluster prior placed by k-means on %d latent codes (%s)", n_codes, reason)
+
+    def _back_to_best(self, trainer: L.Trainer, reason: str, latest: int | None = None) -> str:
+        """Put back the weights of the best held-out epoch when epochs after it trained on (``reason`` says so;
+        ``latest``: index of the last epoch trained, by default the current one); the optimiser's moments
+        restart (they were gathered at the weights left behind)."""
+        held_out = self.held_out
+        assert held_out is not None
+        best = (held_out.best_epoch, held_out.best) if trainer.is_global_zero else None  # rank 0 evaluates
+        if trainer.world_size > 1:
+            best = trainer.strategy.broadcast(best, src=0)
+        assert best is not None
+        if best[0] is None or best[0] >= (trainer.current_epoch if latest is None else latest):
+            return reason
+        if trainer.is_global_zero:
+            held_out.restore(self.module)
+        if trainer.world_size > 1:
+            _copy_from_rank_zero(trainer, self.module)
+        _forget_optimiser_state(trainer, self.module.parameters())
+        return f"{reason}, with the weights of epoch {best[0] + 1} (best held-out bound {best[1]:.1f})"
 
     def _progress(self, trainer: L.Trainer) -> float:
         return training_progress(trainer, epochs_done=trainer.current_epoch + 1)
@@ -275,6 +383,9 @@ class KMeansPriorInit(L.Callback):
             self.done = True  # resumed after the deadline: keep the trained components
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.held_out is not None and trainer.is_global_zero:
+            value = self.held_out.update(pl_module, trainer.current_epoch)
+            pl_module.log("held_out/bound", value, rank_zero_only=True)
         # Under DDP rank 0 decides (its clock, its k-means) and every rank follows: the ranks' models stay equal.
         reason = self._placement_due(trainer, pl_module) if trainer.is_global_zero else None
         if trainer.world_size > 1:
@@ -291,6 +402,17 @@ class KMeansPriorInit(L.Callback):
         where = f"after {trainer.current_epoch + 1} epochs ({progress:.0%} of training)"
         if self.when == "epoch":
             return where if not self.done and due else None
+        if self.when == "plateau":
+            held_out = self.held_out
+            assert held_out is not None and held_out.best_epoch is not None
+            if self.done:
+                return None
+            if due:
+                return f"{where}: the deadline"
+            stalled = trainer.current_epoch - held_out.best_epoch >= self.PATIENCE
+            if progress >= deadline / 2 and stalled:
+                return f"{where}: the held-out bound has not risen since epoch {held_out.best_epoch + 1}"
+            return None
         if not self.done and progress < deadline / 2:
             return None
         replacements = len(self.placements) - 1
@@ -307,6 +429,11 @@ class KMeansPriorInit(L.Callback):
         if not self.done:
             log.warning("training stopped before the cluster placement: placing the components at the end")
             self._init(trainer, pl_module, "at the end of training")
+        elif self.held_out is not None:
+            # at the end of training current_epoch counts the epochs done
+            restored = self._back_to_best(trainer, "training ends", latest=trainer.current_epoch - 1)
+            if restored != "training ends":
+                log.info("%s (since the placement)", restored)
 
 
 class ClusteringMonitor(L.Callback):

@@ -233,7 +233,7 @@ class ModelConfig(_Strict):
     prior_mean_init_std: float = Field(1.0, ge=0)
     cluster_init: Literal["kmeans", "random", "uniform"] = "kmeans"
     cluster_init_epoch: int | None = Field(None, ge=0)
-    cluster_init_when: Literal["epoch", "ready"] = "epoch"
+    cluster_init_when: Literal["epoch", "ready", "plateau"] = "epoch"
     posterior_samples: int = Field(16, ge=0)
     scale_param: Literal["softplus", "softmax"] = "softplus"
     encoder_branches: Literal["shared", "separate"] = "separate"

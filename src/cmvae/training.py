@@ -36,19 +36,25 @@ class ViewsDataset(Dataset):
     ``__getitems__`` lets the DataLoader fetch a batch with one indexing operation per
     modality instead of N Python calls. With ``mask`` ``[N, M]`` (bool, True = observed) a
     batch carries the batch's mask as an extra last element (see :func:`split_batch`).
+    With ``rows`` ``[n]`` (row ids) the dataset is those rows only (nothing is copied).
     """
 
-    def __init__(self, views: Sequence[torch.Tensor], mask: torch.Tensor | None = None) -> None:
+    def __init__(self, views: Sequence[torch.Tensor], mask: torch.Tensor | None = None,
+                 rows: torch.Tensor | None = None) -> None:
         self.views = list(views) + ([mask] if mask is not None else [])
+        self.rows = rows
 
     def __len__(self) -> int:
-        return int(self.views[0].shape[0])
+        return int(self.views[0].shape[0] if self.rows is None else self.rows.shape[0])
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        return [x[index] for x in self.views]
+        row = index if self.rows is None else int(self.rows[index])
+        return [x[row] for x in self.views]
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
+        if self.rows is not None:
+            idx = self.rows[idx]
         return [x[idx] for x in self.views]
 
 
@@ -69,12 +75,13 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     mask: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> DataLoader:
     """A DataLoader of raw batches (list of M tensors, plus the ``[B, M]`` mask when ``mask``
-    ``[N, M]`` is given); conversion happens on the device."""
+    ``[N, M]`` is given) of all rows, or of ``rows`` ``[n]`` only; conversion happens on the device."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        ViewsDataset(views, mask),
+        ViewsDataset(views, mask, rows),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
@@ -147,11 +154,15 @@ class TrainingPlan(L.LightningModule):
         )
         return terms.loss
 
+    @torch.no_grad()
+    def bound(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """The objective's value (the bound training maximises, at the current beta; IWAE with ``n_samples``
+        > 1) on a raw batch (M views ``[B, ...]``, plus the ``[B, M]`` mask of partial data), averaged over it."""
+        iwae = self.n_samples > 1 and getattr(self.module, "importance_weighted", True)
+        return self._terms(batch, "iwae" if iwae else "elbo").bound
+
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        with torch.no_grad():
-            iwae = self.n_samples > 1 and getattr(self.module, "importance_weighted", True)
-            terms = self._terms(batch, "iwae" if iwae else "elbo")
-        self.log("val/bound", terms.bound, prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
+        self.log("val/bound", self.bound(batch), prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam; with ``weight_decay`` > 0, AdamW (decoupled decay) on the encoders' and decoders' weights only:

@@ -243,9 +243,16 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
     def _build_module(self, schema: DataSchema) -> MultimodalVAE:
         raise NotImplementedError
 
-    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
-        """Model-specific callbacks added to every ``fit`` (``mask`` ``[N, M]``: observed entries of ``train``)."""
+    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None,
+                       held_out: torch.Tensor | None = None) -> list[L.Callback]:
+        """Model-specific callbacks added to every ``fit`` (``mask`` ``[N, M]``: observed entries of ``train``;
+        ``held_out``: the rows of :meth:`_held_out_rows`)."""
         return []
+
+    def _held_out_rows(self, n_samples: int) -> torch.Tensor | None:
+        """Ids ``[n]`` of training rows that ``fit`` keeps out of the gradient steps (for a model that
+        judges its training on them), or None: every row is trained on."""
+        return None
 
     # -- the way in for data and the fitted state ------------------------------------------
     def _fitted(self) -> tuple[MultimodalVAE, DataSchema]:

@@ -17,13 +17,20 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..callbacks import KMeansPriorInit
+from ..callbacks import HeldOutBound, KMeansPriorInit
 from ..models.cmvae import CMVAEModule
 from ..registry import register_estimator
-from ..schema import DataSchema
+from ..schema import DataSchema, DataValidationError
 from .base import MultimodalEstimator
 from .clustering import ClusteringMixin
 from .params import NotFittedError, ParameterError, check_choice, check_int, check_number
+
+
+#: With ``cluster_init_when="plateau"``, the share of the training rows held out of the gradient steps (their
+#: bound decides when the components are placed and which weights training ends with) ...
+HELD_OUT_FRACTION = 0.1
+#: ... and at most this many rows (the bound's mean is then known to well under a nat).
+HELD_OUT_MAX = 2000
 
 
 class CMVAE(ClusteringMixin, MultimodalEstimator):
@@ -63,7 +70,7 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
         check_int("n_clusters", n_clusters, 1)
         check_choice("cluster_init", cluster_init, ("kmeans", "random", "uniform"))
         check_choice("assignment", assignment, ("evidence", "vote"))
-        check_choice("cluster_init_when", cluster_init_when, ("ready", "epoch"))
+        check_choice("cluster_init_when", cluster_init_when, ("ready", "epoch", "plateau"))
         check_int("posterior_samples", posterior_samples, 0)
         if cluster_init_epoch is not None:
             check_int("cluster_init_epoch", cluster_init_epoch, 0)
@@ -85,9 +92,10 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
     def cluster_init_epoch_(self) -> int:
         """Epoch after which k-means places the cluster components (default: two thirds of the
         training epochs, resolved at fit when ``epochs`` is None: the shared latent must carry the
-        cluster structure before it is clustered); with ``cluster_init_when="ready"`` the latest epoch:
-        the placement comes from half of it on, as soon as k-means finds a stable partition of the
-        latent (see :class:`~cmvae.callbacks.KMeansPriorInit`)."""
+        cluster structure before it is clustered); with ``cluster_init_when="ready"`` or ``"plateau"`` the
+        latest epoch: the placement comes from half of it on, as soon as k-means finds a stable partition of
+        the latent, or the bound on held-out training rows stops rising (see
+        :class:`~cmvae.callbacks.KMeansPriorInit`)."""
         if self.cluster_init_epoch is not None:
             return self.cluster_init_epoch
         epochs = self.epochs if self.epochs is not None else self.epochs_
@@ -98,10 +106,26 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
             )
         return max(1, (2 * epochs) // 3)
 
-    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None) -> list[L.Callback]:
+    def _held_out_rows(self, n_samples: int) -> torch.Tensor | None:
+        """With ``cluster_init_when="plateau"``: the sorted ids ``[n]`` of the training rows held out of the
+        gradient steps (:data:`HELD_OUT_FRACTION` of them, at most :data:`HELD_OUT_MAX`, a seeded random pick)."""
+        if not (self.cluster_init == "kmeans" and self.n_clusters > 1 and self.cluster_init_when == "plateau"):
+            return None
+        n_held = min(HELD_OUT_MAX, max(1, round(HELD_OUT_FRACTION * n_samples)))
+        if n_samples - n_held < self.n_clusters:
+            raise DataValidationError(
+                f"cluster_init_when='plateau' holds out {n_held} of the {n_samples} training samples, which leaves "
+                f"fewer than n_clusters={self.n_clusters} to train on: use more data or cluster_init_when='epoch'"
+            )
+        generator = torch.Generator().manual_seed(self._fit_seed() + 1)
+        return torch.randperm(n_samples, generator=generator)[:n_held].sort().values
+
+    def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None,
+                       held_out: torch.Tensor | None = None) -> list[L.Callback]:
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
+            bound = None if held_out is None else HeldOutBound(train, held_out, self._fit_seed(), mask)
             return [KMeansPriorInit(*self._fitted(), train, self.cluster_init_epoch_, self._fit_seed(), mask,
-                                    when=self.cluster_init_when)]
+                                    when=self.cluster_init_when, held_out=bound)]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:

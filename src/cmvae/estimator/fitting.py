@@ -119,7 +119,13 @@ class FittingMixin:
             ckpt_path = str(last)
         sanity_check(plan, train, self.batch_size, train_mask)
         history = EpochHistory()
-        extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask), *callbacks]
+        held_out = self._held_out_rows(data.n_samples)
+        fit_rows = None
+        if held_out is not None:
+            keep = torch.ones(data.n_samples, dtype=torch.bool)
+            keep[held_out] = False
+            fit_rows = keep.nonzero().squeeze(1)
+        extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask, held_out), *callbacks]
         if self.lr_decay > 0:
             extra.append(LearningRateDecay(self.lr, self.lr_decay))
         if self.compile_networks:
@@ -141,7 +147,7 @@ class FittingMixin:
             extra_callbacks=extra,
         )
         train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
-                                   mask=train_mask)
+                                   mask=train_mask, rows=fit_rows)
         val_loader = (
             make_loader(val, self.batch_size, shuffle=False, num_workers=self.num_workers, mask=val_observed)
             if val is not None else None

@@ -1,0 +1,141 @@
+"""``cluster_init_when="plateau"``: rows held out of the gradient steps, the components placed when their
+bound stops rising (with the weights of its best epoch), and training ending at the best epoch after that."""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from cmvae import CMVAE, DataValidationError
+from cmvae.callbacks import HeldOutBound, KMeansPriorInit
+from cmvae.training import ViewsDataset
+
+from test_estimator import FAST, make_data
+
+
+def test_views_dataset_serves_only_its_rows():
+    views = [torch.arange(10).float().unsqueeze(1), torch.arange(10, 20).float().unsqueeze(1)]
+    dataset = ViewsDataset(views, rows=torch.tensor([1, 4, 7]))
+    assert len(dataset) == 3
+    first, second = dataset.__getitems__([0, 2])
+    assert first.squeeze(1).tolist() == [1.0, 7.0] and second.squeeze(1).tolist() == [11.0, 17.0]
+    assert dataset[1][0].item() == 4.0
+
+
+def test_held_out_rows_are_a_seeded_tenth_and_only_for_plateau():
+    model = CMVAE(**{**FAST, "cluster_init_when": "plateau"})
+    rows = model._held_out_rows(300)
+    assert rows is not None and rows.shape == (30,)
+    assert torch.equal(rows, rows.sort().values) and rows.unique().shape == (30,)
+    assert torch.equal(rows, CMVAE(**{**FAST, "cluster_init_when": "plateau"})._held_out_rows(300))
+    assert not torch.equal(rows, CMVAE(**{**FAST, "cluster_init_when": "plateau", "seed": 1})._held_out_rows(300))
+    assert CMVAE(**FAST)._held_out_rows(300) is None
+    with pytest.raises(DataValidationError, match="cluster_init_when='plateau' holds out 1 of the 3"):
+        CMVAE(**{**FAST, "cluster_init_when": "plateau"})._held_out_rows(3)
+
+
+def test_training_steps_skip_the_held_out_rows():
+    views, _ = make_data(200)
+    seen: list[int] = []
+
+    class CountRows(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.current_epoch == 0:
+                seen.append(int(batch[0].shape[0]))
+
+    CMVAE(epochs=2, **{**FAST, "cluster_init_when": "plateau"}).fit(views, callbacks=[CountRows()])
+    assert sum(seen) == 200 - 20
+
+
+def _network_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if k.startswith(("encoders", "decoders"))}
+
+
+def _scripted_fit(values: list[float], epochs: int = 10, deadline: int = 8):
+    """Fit with ``when="plateau"`` and the held-out bound of epoch e scripted as ``values[e]``; returns the
+    estimator, the callback and the networks' weights seen at each evaluation."""
+    views, _ = make_data(200)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def scripted(self, plan):
+        snapshots.append(_network_weights(plan.module))
+        return values[len(snapshots) - 1]
+
+    seen: dict = {"after_epoch": []}
+
+    class Grab(L.Callback):  # runs after the placement callback
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen["after_epoch"].append(_network_weights(pl_module.module))
+
+        def on_train_end(self, trainer, pl_module):
+            seen["callback"] = next(cb for cb in trainer.callbacks if isinstance(cb, KMeansPriorInit))
+
+    original = HeldOutBound.evaluate
+    HeldOutBound.evaluate = scripted  # type: ignore[method-assign]
+    try:
+        model = CMVAE(epochs=epochs, **{**FAST, "cluster_init_epoch": deadline, "cluster_init_when": "plateau"})
+        model.fit(views, callbacks=[Grab()])
+    finally:
+        HeldOutBound.evaluate = original  # type: ignore[method-assign]
+    return model, seen["callback"], snapshots, seen["after_epoch"]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_placement_when_the_held_out_bound_stalls_with_the_best_weights_and_the_end_at_the_best_epoch():
+    # best at epoch 5 (index 4), lower at 6: placed after epoch 6 with epoch 5's weights;
+    # after the placement the best is epoch 8 (index 7): training ends with its weights
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 4.5, 10.0, 12.0, 11.0, 9.0]
+    model, callback, snapshots, after_epoch = _scripted_fit(values)
+    assert len(callback.placements) == 1
+    assert callback.placements[0].startswith("after 6 epochs") and "weights of epoch 5" in callback.placements[0]
+    assert not _same(snapshots[4], snapshots[5])  # training moved the weights after epoch 5 ...
+    assert _same(after_epoch[5], snapshots[4])  # ... and the placement put epoch 5's back
+    assert _same(after_epoch[4], snapshots[4]) and not _same(after_epoch[6], snapshots[4])
+    final = _network_weights(model.module_)
+    assert _same(final, snapshots[7]) and not _same(final, snapshots[9])  # ... and the end is epoch 8's
+    means = model.module_.prior.means.detach()
+    assert means.abs().sum() > 0  # the components were placed (they start at 0)
+
+
+def test_no_placement_on_a_stall_before_half_the_deadline_and_the_deadline_still_holds():
+    # a dip at epoch 2 (before half of the deadline, 8 of 10 epochs) is ignored; rising after: the deadline
+    values = [1.0, 0.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    model, callback, snapshots, after_epoch = _scripted_fit(values)
+    assert len(callback.placements) == 1 and callback.placements[0].startswith("after 8 epochs")
+    assert "the deadline" in callback.placements[0] and "weights of epoch" not in callback.placements[0]
+    assert _same(after_epoch[1], snapshots[1])  # nothing put back at the dip
+    assert _same(_network_weights(model.module_), snapshots[9])  # still rising at the end: the last weights
+    assert np.isfinite(model.predict_proba(make_data(20)[0])).all()
+
+
+def test_held_out_bound_is_reproducible_and_leaves_the_random_state_alone():
+    views, _ = make_data(120)
+    model = CMVAE(epochs=1, **{**FAST, "cluster_init_when": "plateau"}).fit(views)
+    from cmvae.training import TrainingPlan
+
+    plan = TrainingPlan(model.module_, model.schema_, beta=model.beta)
+    tensors = [torch.as_tensor(v) for v in views]
+    bound = HeldOutBound(tensors, torch.arange(0, 120, 3), seed=4)
+    torch.manual_seed(0)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    first, second = bound.evaluate(plan), bound.evaluate(plan)
+    assert first == second and np.isfinite(first)
+    assert torch.equal(torch.rand(1), expected_next)
+    assert HeldOutBound(tensors, torch.arange(0, 120, 3), seed=5).evaluate(plan) != first
+
+
+def test_the_held_out_state_is_kept_in_checkpoints_and_a_resumed_fit_continues_it(tmp_path):
+    views, _ = make_data(200)
+    settings = {**FAST, "cluster_init_epoch": 3, "cluster_init_when": "plateau"}
+    CMVAE(epochs=4, **settings).fit(views, out_dir=tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = [v for k, v in state["callbacks"].items() if "KMeansPriorInit" in k][0]
+    assert saved["done"] and saved["held_out"]["best_epoch"] == 3  # reset at the placement (after 3), then epoch 4
+    assert set(saved["held_out"]["best_state"]) == {k[len("module."):] for k in state["state_dict"]}
+    resumed = CMVAE(epochs=6, **settings).fit(views, out_dir=tmp_path / "run", resume=True)
+    assert len(resumed.history_["epoch"]) == 2 and np.isfinite(resumed.predict_proba(views)).all()
