@@ -52,7 +52,7 @@ def _network_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items() if k.startswith(("encoders", "decoders"))}
 
 
-def _scripted_fit(values: list[float], epochs: int = 10, deadline: int = 8):
+def _scripted_fit(values: list[float], epochs: int = 12, deadline: int = 10):
     """Fit with ``when="plateau"`` and the held-out bound of epoch e scripted as ``values[e]``; returns the
     estimator, the callback and the networks' weights seen at each evaluation."""
     views, _ = make_data(200)
@@ -86,29 +86,30 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def test_placement_when_the_held_out_bound_stalls_with_the_best_weights_and_the_end_at_the_best_epoch():
-    # best at epoch 5 (index 4), lower at 6: placed after epoch 6 with epoch 5's weights;
-    # after the placement the best is epoch 8 (index 7): training ends with its weights
-    values = [1.0, 2.0, 3.0, 4.0, 5.0, 4.5, 10.0, 12.0, 11.0, 9.0]
+    # best at epoch 5 (index 4), lower at 6, 7 and 8 (PATIENCE 3): placed after epoch 8 with epoch 5's weights;
+    # after the placement the best is epoch 10 (index 9): training ends with its weights
+    assert KMeansPriorInit.PATIENCE == 3
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 4.5, 4.6, 4.7, 10.0, 12.0, 11.0, 9.0]
     model, callback, snapshots, after_epoch = _scripted_fit(values)
     assert len(callback.placements) == 1
-    assert callback.placements[0].startswith("after 6 epochs") and "weights of epoch 5" in callback.placements[0]
-    assert not _same(snapshots[4], snapshots[5])  # training moved the weights after epoch 5 ...
-    assert _same(after_epoch[5], snapshots[4])  # ... and the placement put epoch 5's back
-    assert _same(after_epoch[4], snapshots[4]) and not _same(after_epoch[6], snapshots[4])
+    assert callback.placements[0].startswith("after 8 epochs") and "weights of epoch 5" in callback.placements[0]
+    assert not _same(snapshots[4], snapshots[7])  # training moved the weights after epoch 5 ...
+    assert _same(after_epoch[7], snapshots[4])  # ... and the placement put epoch 5's back
+    assert _same(after_epoch[4], snapshots[4]) and not _same(after_epoch[8], snapshots[4])
     final = _network_weights(model.module_)
-    assert _same(final, snapshots[7]) and not _same(final, snapshots[9])  # ... and the end is epoch 8's
+    assert _same(final, snapshots[9]) and not _same(final, snapshots[11])  # ... and the end is epoch 10's
     means = model.module_.prior.means.detach()
     assert means.abs().sum() > 0  # the components were placed (they start at 0)
 
 
 def test_no_placement_on_a_stall_before_half_the_deadline_and_the_deadline_still_holds():
-    # a dip at epoch 2 (before half of the deadline, 8 of 10 epochs) is ignored; rising after: the deadline
-    values = [1.0, 0.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    # a stall at epochs 2-4 (before half of the deadline, 10 of 12 epochs) is ignored; rising after: the deadline
+    values = [1.0, 0.5, 0.6, 0.7, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     model, callback, snapshots, after_epoch = _scripted_fit(values)
-    assert len(callback.placements) == 1 and callback.placements[0].startswith("after 8 epochs")
+    assert len(callback.placements) == 1 and callback.placements[0].startswith("after 10 epochs")
     assert "the deadline" in callback.placements[0] and "weights of epoch" not in callback.placements[0]
-    assert _same(after_epoch[1], snapshots[1])  # nothing put back at the dip
-    assert _same(_network_weights(model.module_), snapshots[9])  # still rising at the end: the last weights
+    assert _same(after_epoch[3], snapshots[3])  # nothing put back at the stall
+    assert _same(_network_weights(model.module_), snapshots[11])  # still rising at the end: the last weights
     assert np.isfinite(model.predict_proba(make_data(20)[0])).all()
 
 

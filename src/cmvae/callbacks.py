@@ -277,7 +277,7 @@ class KMeansPriorInit(L.Callback):
     FOLLOW_ARI = 0.5
     MAX_REPLACEMENTS = 2
     LATEST_REPLACEMENT = 0.9
-    PATIENCE = 1
+    PATIENCE = 3
 
     def __init__(self, module: MultimodalVAE, schema: DataSchema, views: list[torch.Tensor], epoch: int, seed: int,
                  mask: torch.Tensor | None = None, when: str = "epoch", check_points: int = 2000,
