@@ -140,3 +140,25 @@ def test_the_held_out_state_is_kept_in_checkpoints_and_a_resumed_fit_continues_i
     assert set(saved["held_out"]["best_state"]) == {k[len("module."):] for k in state["state_dict"]}
     resumed = CMVAE(epochs=6, **settings).fit(views, out_dir=tmp_path / "run", resume=True)
     assert len(resumed.history_["epoch"]) == 2 and np.isfinite(resumed.predict_proba(views)).all()
+
+
+@pytest.mark.parametrize("n_rows, held_out_codes", [(600, True), (400, False)])
+def test_placement_clusters_the_held_out_codes_when_they_are_enough(monkeypatch, n_rows, held_out_codes):
+    # 600 rows: 60 held out = 20 per cluster (KMEANS_HELD_OUT_PER_CLUSTER), so k-means runs on their codes;
+    # 400 rows: 40 held out are too few for 3 clusters, so it runs on every training row's code
+    from cmvae import callbacks
+    from cmvae.priors import ClusterPrior
+
+    assert callbacks.KMEANS_HELD_OUT_PER_CLUSTER == 20
+    seen: list[int] = []
+    original = ClusterPrior.init_from_codes
+
+    def record(self, codes, seed=0, max_points=20000):
+        seen.append(int(codes.shape[0]))
+        return original(self, codes, seed=seed, max_points=max_points)
+
+    monkeypatch.setattr(ClusterPrior, "init_from_codes", record)
+    views, _ = make_data(n_rows)
+    model = CMVAE(epochs=4, **{**FAST, "cluster_init_when": "plateau"}).fit(views)
+    assert seen == [n_rows // 10 if held_out_codes else n_rows]
+    assert np.isfinite(model.predict_proba(views)).all()

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: The k-means placement clusters the codes of at most this many training samples (a seeded random subset
 #: above it), so its memory does not grow with N.
 KMEANS_MAX_POINTS = 20000
+#: With held-out rows (``cluster_init_when="plateau"``) the placement clusters their codes when they number at least
+#: this many per cluster: once the networks memorise the training rows, those rows' codes cluster worse than new data's.
+KMEANS_HELD_OUT_PER_CLUSTER = 20
 #: Rows encoded (and read from the views) at a time by the placement and the readiness check.
 ENCODE_ROWS = 1024
 
@@ -259,7 +262,9 @@ class KMeansPriorInit(L.Callback):
     best held-out bound is tracked again, and training ends with the weights of its best epoch (early stopping,
     with the components placed). The idea: with few training tuples the networks start to memorise them once the
     shared content is learned; the training codes then spread out by tuple and cluster worse than new data's
-    codes, and the held-out bound, with no labels, shows when that starts.
+    codes, and the held-out bound, with no labels, shows when that starts. For the same reason k-means then runs
+    on the held-out rows' codes when there are at least :data:`KMEANS_HELD_OUT_PER_CLUSTER` per cluster (the
+    training rows' codes can be memorised before the held-out bound turns down).
 
     If training stops before the placement, the components are placed at the end so the model
     still clusters. ``module``: the model being trained (its ``prior`` is a cluster prior), ``schema``
@@ -271,7 +276,9 @@ class KMeansPriorInit(L.Callback):
     ``"epoch"`` stays the default. ``"plateau"`` with patience 1 placed on the bound's first wobble, on a latent still
     improving (0.65 and 0.74 vs 0.72 and 0.79 NMI for the clock at 20 epochs); with patience 3 at 28 epochs,
     where the networks memorise the training tuples, it scored 0.833 vs 0.707 (one seed), and on data that is
-    not memorised it loses the held-out share of the steps (0.51 vs 0.58 over 3 seeds).
+    not memorised it loses the held-out share of the steps (0.51 vs 0.58 over 3 seeds). Placing on the held-out
+    rows' codes instead of the training rows' lifted a 28-epoch run whose training codes were already memorised at
+    the placement from 0.669 to 0.735 NMI (one seed).
     """
 
     STABLE_ARI = 0.8
@@ -325,7 +332,11 @@ class KMeansPriorInit(L.Callback):
             reason = self._back_to_best(trainer, reason)
             self.held_out.reset()
         if trainer.is_global_zero:
-            codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask, seed=self.seed)
+            # with held-out rows, their codes: the training rows' codes spread out once the nets memorise them
+            rows = self.held_out.rows if self.held_out is not None and self.held_out.rows.shape[0] >= (
+                KMEANS_HELD_OUT_PER_CLUSTER * len(prior.active_ids())) else None
+            codes = _mixture_means(module, self.schema, self.views, pl_module.device, mask=self.mask, seed=self.seed,
+                                   rows=rows)
             prior.init_from_codes(codes, seed=self.seed)
             n_codes = codes.shape[0]
         if trainer.world_size > 1:

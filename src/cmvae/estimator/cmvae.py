@@ -27,7 +27,8 @@ from .params import NotFittedError, ParameterError, check_choice, check_int, che
 
 
 #: With ``cluster_init_when="plateau"``, the share of the training rows held out of the gradient steps (their
-#: bound decides when the components are placed and which weights training ends with) ...
+#: bound decides when the components are placed and which weights training ends with; with enough of them per
+#: cluster, k-means places the components on their codes) ...
 HELD_OUT_FRACTION = 0.1
 #: ... and at most this many rows (the bound's mean is then known to well under a nat).
 HELD_OUT_MAX = 2000
