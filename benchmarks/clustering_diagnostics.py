@@ -9,7 +9,8 @@ everything :func:`cmvae.diagnostics.latent_diagnostics` measures (the model's NM
 on the mixture means, k-means with a vote over the unimodal codes, the variance shares of
 modality and class, clusters used, entropy of pi), the held-out bound (``val_bound``), k-means on
 the mixture means of 2,000 *training* tuples (``train_kmeans_mean_nmi``: below the held-out value when
-the encoders memorise the training tuples), with ``cluster_init_when="plateau"`` the bound on the training
+the encoders memorise the training tuples; ``train_kmeans_r2``: its share of the variance explained, beside the
+held-out ``kmeans_r2``, the same without labels), with ``cluster_init_when="plateau"`` the bound on the training
 rows held out of the steps (``held_out_bound``) and the training wall time. Rows go to ``OUT/NAME.csv``;
 ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
 
@@ -115,7 +116,8 @@ class Clock(L.Callback):
         if "held_out/bound" in m:  # cluster_init_when="plateau": the bound on the rows held out of training
             row["held_out_bound"] = m["held_out/bound"]
         if self.train_check is not None:
-            row["train_kmeans_mean_nmi"] = train_kmeans_nmi(pl_module, *self.train_check, seed=self.head["seed"])
+            nmi, r2 = train_kmeans_scores(pl_module, *self.train_check, seed=self.head["seed"])
+            row["train_kmeans_mean_nmi"], row["train_kmeans_r2"] = nmi, r2
         append_row(self.csv_path, row)
         print(f"  {self.head['name']} seed {self.head['seed']} epoch {trainer.current_epoch + 1} {self.elapsed / 60:.1f} min: "
               f"NMI {m.get('val/nmi', float('nan')):.3f} k-means {m.get('val/kmeans_mean_nmi', float('nan')):.3f} "
@@ -124,10 +126,10 @@ class Clock(L.Callback):
               f"used {m.get('val/clusters_used', float('nan')):.0f}", flush=True)
 
 
-def train_kmeans_nmi(pl_module, model: CMVAE, views: list, labels: np.ndarray, seed: int) -> float:
-    """NMI of k-means on the mixture means of training ``views`` (a fixed subsample): set beside the
-    test split's ``kmeans_mean_nmi``, a lower value shows codes that hold more than the clusters on the
-    data they were trained on (memorised tuples)."""
+def train_kmeans_scores(pl_module, model: CMVAE, views: list, labels: np.ndarray, seed: int) -> tuple[float, float]:
+    """(NMI, share of the variance explained) of k-means on the mixture means of training ``views`` (a fixed
+    subsample): set beside the test split's ``kmeans_mean_nmi`` / ``kmeans_r2``, lower values show codes that hold
+    more than the clusters on the data they were trained on (memorised tuples); the second needs no labels."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
@@ -136,8 +138,10 @@ def train_kmeans_nmi(pl_module, model: CMVAE, views: list, labels: np.ndarray, s
     tensors = [torch.as_tensor(v) for v in views]
     codes = _mixture_means(model.module_, model.schema_, tensors, pl_module.device).double().numpy()
     k = len(np.unique(labels))
-    predicted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(codes).labels_
-    return float(normalized_mutual_info_score(labels, predicted))
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(codes)
+    total = float(((codes - codes.mean(0)) ** 2).sum())
+    r2 = 1.0 - float(km.inertia_) / total if total > 0 else 0.0
+    return float(normalized_mutual_info_score(labels, km.labels_)), r2
 
 
 def append_row(path: Path, row: dict) -> None:
