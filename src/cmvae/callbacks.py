@@ -87,6 +87,13 @@ def _copy_from_rank_zero(trainer: L.Trainer, prior: torch.nn.Module) -> None:
             value.copy_(state[name].to(value.device))
 
 
+def _placed(pl_module: L.LightningModule, trainer: L.Trainer) -> None:
+    """Tell the training plan that the components are placed (it may start its networks' weight decay)."""
+    hook = getattr(pl_module, "on_components_placed", None)
+    if hook is not None:
+        hook(trainer)
+
+
 def training_progress(trainer: L.Trainer, epochs_done: float | None = None) -> float:
     """Fraction of training done, in [0, 1]: of the epochs (``epochs_done``, by default the optimiser
     steps taken over the steps of all epochs), or of the time limit when that is further on."""
@@ -344,6 +351,7 @@ class KMeansPriorInit(L.Callback):
             _copy_from_rank_zero(trainer, prior)
         _forget_optimiser_state(trainer, prior.parameters())
         self.done = True
+        _placed(pl_module, trainer)
         self.placements.append(reason)
         log.info("cluster prior placed by k-means on %d latent codes (%s)", n_codes, reason)
 
@@ -394,6 +402,8 @@ class KMeansPriorInit(L.Callback):
             self._init(trainer, pl_module, "before training")
         elif trainer.current_epoch >= self.epoch:
             self.done = True  # resumed after the deadline: keep the trained components
+        if self.done:  # resumed after the placement
+            _placed(pl_module, trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.held_out is not None and trainer.is_global_zero:

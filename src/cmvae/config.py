@@ -283,6 +283,9 @@ class TrainingConfig(_Strict):
                             "learning rate falls along a half cosine to 0 (0: constant)")
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="decoupled weight decay (AdamW) on "
                                 "the encoders' and decoders' weights; 0: plain Adam")
+    weight_decay_from: Literal["start", "placement"] = Field(
+        "start", description="when the weight decay starts: from the first step, or once k-means places the "
+        "cluster components (CMVAE with cluster_init: kmeans)")
     amsgrad: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
     accelerator: str = "auto"

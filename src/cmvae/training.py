@@ -103,6 +103,7 @@ class TrainingPlan(L.LightningModule):
         lr: float = 1e-3,
         amsgrad: bool = True,
         weight_decay: float = 0.0,
+        weight_decay_from: str = "start",
         n_samples: int = 1,
         estimator: EstimatorName = "elbo",
         beta: float = 1.0,
@@ -114,6 +115,9 @@ class TrainingPlan(L.LightningModule):
         self.lr = lr
         self.amsgrad = amsgrad
         self.weight_decay = weight_decay
+        self.weight_decay_from = weight_decay_from
+        #: Set by :class:`~cmvae.callbacks.KMeansPriorInit` when the cluster components are placed.
+        self.components_placed = False
         self.n_samples = n_samples
         self.estimator: EstimatorName = estimator
         self.beta = beta
@@ -164,16 +168,33 @@ class TrainingPlan(L.LightningModule):
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         self.log("val/bound", self.bound(batch), prog_bar=True, batch_size=int(batch[0].shape[0]), sync_dist=True)
 
+    def network_decay(self) -> float:
+        """The weight decay the networks train with now: ``weight_decay``, or with ``weight_decay_from="placement"``
+        0 until the cluster components are placed."""
+        if self.weight_decay_from == "placement" and not self.components_placed:
+            return 0.0
+        return self.weight_decay
+
+    def on_components_placed(self, trainer: L.Trainer) -> None:
+        """Called when the cluster components are placed (also when a run resumes after the placement): from now
+        on the networks' weight decay is ``weight_decay`` (with ``weight_decay_from="placement"`` it starts here)."""
+        self.components_placed = True
+        if self.weight_decay > 0:
+            for optimiser in trainer.optimizers:
+                optimiser.param_groups[0]["weight_decay"] = self.network_decay()
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam; with ``weight_decay`` > 0, AdamW (decoupled decay) on the encoders' and decoders' weights only:
-        the cluster prior (means, weights, scales) and the auxiliary scales of the private latents keep no decay,
-        so the decay shrinks what the networks can memorise, not the mixture."""
+        """Adam; with ``weight_decay`` > 0, AdamW (decoupled decay) on the encoders' and decoders' weights only
+        (the first parameter group): the cluster prior (means, weights, scales) and the auxiliary scales of the
+        private latents keep no decay, so the decay shrinks what the networks can memorise, not the mixture. With
+        ``weight_decay_from="placement"`` the networks' decay is 0 until the components are placed (AdamW with 0 decay
+        steps exactly as Adam)."""
         if self.weight_decay <= 0:
             return torch.optim.Adam(self.module.parameters(), lr=self.lr, amsgrad=self.amsgrad)
         networks = [p for net in (*self.module.encoders, *getattr(self.module, "decoders", ())) for p in net.parameters()]
         chosen = {id(p) for p in networks}
         others = [p for p in self.module.parameters() if id(p) not in chosen]
-        groups = [{"params": networks, "weight_decay": self.weight_decay}, {"params": others, "weight_decay": 0.0}]
+        groups = [{"params": networks, "weight_decay": self.network_decay()}, {"params": others, "weight_decay": 0.0}]
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr, amsgrad=self.amsgrad)
 
 

@@ -73,6 +73,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         lr: float = 1e-3,
         lr_decay: float = 0.0,
         weight_decay: float = 0.0,
+        weight_decay_from: str = "start",
         amsgrad: bool = True,
         seed: int = 0,
         accelerator: str = "auto",
@@ -107,6 +108,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.lr = lr
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
+        self.weight_decay_from = weight_decay_from
         self.amsgrad = amsgrad
         self.seed = seed
         self.accelerator = accelerator
@@ -162,6 +164,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
             raise ParameterError(f"lr_decay must be {hint}")
         check_number("beta", self.beta, 0.0)
         check_number("weight_decay", self.weight_decay, 0.0)
+        check_choice("weight_decay_from", self.weight_decay_from, ("start", "placement"))
         if self.max_time_minutes is not None:
             if check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True) > 1e9:
                 raise ParameterError(f"max_time_minutes must be a time limit in (0, 1e9] minutes, got {self.max_time_minutes!r}")

@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..callbacks import ClusteringMonitor, CompileNetworks, LearningRateDecay
+from ..callbacks import ClusteringMonitor, CompileNetworks, KMeansPriorInit, LearningRateDecay
 from ..saving import ModelFileError
 from ..schema import ArrayLike, DataSchema, DataValidationError
 from ..training import EpochHistory, TrainingPlan, make_loader, make_trainer, quiet_lightning_warnings, sanity_check
@@ -105,6 +105,7 @@ class FittingMixin:
             lr=self.lr,
             amsgrad=self.amsgrad,
             weight_decay=self.weight_decay,
+            weight_decay_from=self.weight_decay_from,
             n_samples=self.n_samples,
             estimator=self.estimator,  # type: ignore[arg-type]
             beta=self.beta,
@@ -126,6 +127,12 @@ class FittingMixin:
             keep[held_out] = False
             fit_rows = keep.nonzero().squeeze(1)
         extra: list[L.Callback] = [history, *self._fit_callbacks(train, train_mask, held_out), *callbacks]
+        if self.weight_decay_from == "placement" and not any(isinstance(c, KMeansPriorInit) for c in extra):
+            raise ParameterError(
+                "weight_decay_from='placement' starts the decay when k-means places the cluster components, and this "
+                "model has no such placement (it needs CMVAE with cluster_init='kmeans' and n_clusters > 1): use "
+                "weight_decay_from='start'"
+            )
         if self.lr_decay > 0:
             extra.append(LearningRateDecay(self.lr, self.lr_decay))
         if self.compile_networks:
