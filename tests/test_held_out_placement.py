@@ -91,7 +91,7 @@ def test_placement_when_the_held_out_bound_stalls_with_the_best_weights_and_the_
     assert KMeansPriorInit.PATIENCE == 3
     values = [1.0, 2.0, 3.0, 4.0, 5.0, 4.5, 4.6, 4.7, 10.0, 12.0, 11.0, 9.0]
     model, callback, snapshots, after_epoch = _scripted_fit(values)
-    assert len(callback.placements) == 1
+    assert len(callback.placements) == 1  # 20 held-out rows: too few to place the components again at the end
     assert callback.placements[0].startswith("after 8 epochs") and "weights of epoch 5" in callback.placements[0]
     assert not _same(snapshots[4], snapshots[7])  # training moved the weights after epoch 5 ...
     assert _same(after_epoch[7], snapshots[4])  # ... and the placement put epoch 5's back
@@ -153,12 +153,49 @@ def test_placement_clusters_the_held_out_codes_when_they_are_enough(monkeypatch,
     seen: list[int] = []
     original = ClusterPrior.init_from_codes
 
-    def record(self, codes, seed=0, max_points=20000):
-        seen.append(int(codes.shape[0]))
-        return original(self, codes, seed=seed, max_points=max_points)
+    def record(self, codes, seed=0, max_points=20000, from_means=False):
+        seen.append((int(codes.shape[0]), from_means))
+        return original(self, codes, seed=seed, max_points=max_points, from_means=from_means)
 
     monkeypatch.setattr(ClusterPrior, "init_from_codes", record)
     views, _ = make_data(n_rows)
     model = CMVAE(epochs=4, **{**FAST, "cluster_init_when": "plateau"}).fit(views)
-    assert seen == [n_rows // 10 if held_out_codes else n_rows]
+    # with enough held-out rows they also place the components again at the end, started from the trained means
+    assert seen == ([(n_rows // 10, False), (n_rows // 10, True)] if held_out_codes else [(n_rows, False)])
     assert np.isfinite(model.predict_proba(views)).all()
+
+
+def test_training_ends_with_the_components_on_the_held_out_codes_of_the_final_weights():
+    # after the fit every active component sits at the centroid of the held-out rows' codes nearest to it (the
+    # fixed point of k-means started from the trained means), the weights are those rows' shares
+    from cmvae.callbacks import _mixture_means
+
+    views, _ = make_data(600)
+    model = CMVAE(epochs=4, **{**FAST, "cluster_init_when": "plateau"}).fit(views)
+    held = model._held_out_rows(600)
+    codes = _mixture_means(model.module_, model.schema_, [torch.as_tensor(v) for v in views], torch.device("cpu"),
+                           rows=held).double()
+    prior = model.module_.prior
+    means = prior.means.detach().double()
+    nearest = torch.cdist(codes, means).argmin(1)
+    for c in range(means.shape[0]):
+        members = codes[nearest == c]
+        assert members.shape[0] > 0
+        assert torch.allclose(means[c], members.mean(0), atol=1e-3)
+    shares = torch.bincount(nearest, minlength=means.shape[0]).double() / codes.shape[0]
+    assert torch.allclose(prior.weights().detach().double(), shares, atol=1e-5)
+
+
+def test_placing_again_from_the_means_keeps_each_components_identity():
+    from cmvae.priors import ClusterPrior
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[6.0, 0.0], [0.0, 6.0], [-6.0, 0.0]])
+    codes = torch.cat([c + 0.3 * torch.randn(50, 2, generator=generator) for c in centres])
+    prior = ClusterPrior(3, 2)
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[0.5, 4.0], [-4.0, 1.0], [4.0, -0.5]]))  # near centres 1, 2, 0
+    prior.init_from_codes(codes, from_means=True)
+    assert torch.allclose(prior.means.detach(), centres[[1, 2, 0]], atol=0.2)
+    prior.init_from_codes(codes)  # a fresh placement numbers the clusters as k-means does
+    assert torch.allclose(torch.sort(prior.means.detach()[:, 0]).values, torch.sort(centres[:, 0]).values, atol=0.2)

@@ -159,11 +159,15 @@ class ClusterPrior(nn.Module):
         return self.family.sample(self.means[c], self.scales[c]), c
 
     @torch.no_grad()
-    def init_from_codes(self, codes: torch.Tensor, seed: int = 0, max_points: int = 20000) -> torch.Tensor:
+    def init_from_codes(self, codes: torch.Tensor, seed: int = 0, max_points: int = 20000,
+                        from_means: bool = False) -> torch.Tensor:
         """Place the components on k-means centroids of latent codes ``[N, dim]`` (as VaDE does).
 
         Means become the centroids, pi the cluster fractions and, when scales are learnable,
         scales the per-cluster spread. Returns the k-means labels of the (sub-sampled) codes.
+        ``from_means``: k-means starts from the active components' current means (one run), so
+        component ``c`` moves to the centroid of the codes nearest to it and keeps its identity
+        (a placed model is placed again without renumbering its clusters).
         """
         from sklearn.cluster import KMeans
 
@@ -173,7 +177,9 @@ class ClusterPrior(nn.Module):
         active = self.active_ids()
         if codes.shape[0] < len(active):
             raise ValueError(f"need at least {len(active)} codes to initialise {len(active)} clusters")
-        km = KMeans(n_clusters=len(active), n_init=3, random_state=seed).fit(codes.numpy())
+        start = self.means.detach()[active].double().cpu().numpy() if from_means else "k-means++"
+        km = KMeans(n_clusters=len(active), init=start, n_init=1 if from_means else 3, random_state=seed).fit(
+            codes.numpy())
         labels = torch.as_tensor(km.labels_)
         centers = torch.as_tensor(km.cluster_centers_, dtype=self.means.dtype)
         counts = torch.bincount(labels, minlength=len(active)).to(self.logits.dtype).clamp_min(1.0)
