@@ -90,6 +90,10 @@ class Probe(L.Callback):
         zr = _mixture_means(model.module_, model.schema_, self.train_pick, dev).double().numpy()
         nmi = lambda y, p: float(normalized_mutual_info_score(y, p))  # noqa: E731
         row = {"name": self.name, "seed": self.seed, "epoch": epoch}
+
+        def on_test(key: str, labels: np.ndarray) -> None:  # NMI and ARI of test labels under ``key``
+            row[key], row[f"{key}_ari"] = nmi(self.y_test, labels), float(adjusted_rand_score(self.y_test, labels))
+
         row["kmeans_test"] = nmi(self.y_test, KMeans(k, n_init=4, random_state=0).fit_predict(zt))
         km_train = KMeans(k, n_init=4, random_state=0).fit(zr)
         row["kmeans_train"] = nmi(self.y_pick, km_train.labels_)
@@ -99,19 +103,14 @@ class Probe(L.Callback):
         row["kmeans_held_to_test"] = nmi(self.y_test, km_held.predict(zt))
         locs, scales = unimodal(model, self.test, dev)
         prior = copy.deepcopy(model.module_.prior).cpu().double()
-        placed = any(p.abs().sum() > 0 for p in [prior.means])
-        labels = readout(prior, locs.double(), scales.double(), self.rule)
-        row["model"] = nmi(self.y_test, labels) if placed else 0.0
-        row["model_ari"] = float(adjusted_rand_score(self.y_test, labels)) if placed else 0.0
+        placed = bool(prior.means.abs().sum() > 0)  # cluster_init="kmeans": the components start together at 0
+        own = readout(prior, locs.double(), scales.double(), self.rule) if placed else np.zeros_like(self.y_test)
+        on_test("model", own)
         prior.init_from_codes(torch.as_tensor(zh), seed=0)
-        labels = readout(prior, locs.double(), scales.double(), self.rule)
-        row["held_readout"] = nmi(self.y_test, labels)
-        row["held_readout_ari"] = float(adjusted_rand_score(self.y_test, labels))
+        on_test("held_readout", readout(prior, locs.double(), scales.double(), self.rule))
         hl, hs = unimodal(model, self.held, dev)
         em_refit(prior, hl.double(), hs.double())
-        labels = readout(prior, locs.double(), scales.double(), self.rule)
-        row["held_em"] = nmi(self.y_test, labels)
-        row["held_em_ari"] = float(adjusted_rand_score(self.y_test, labels))
+        on_test("held_em", readout(prior, locs.double(), scales.double(), self.rule))
         # the same EM on the training codes: what an end-of-training refit of the objective's prior term gives
         prior2 = copy.deepcopy(model.module_.prior).cpu().double()
         if placed:
@@ -120,9 +119,7 @@ class Probe(L.Callback):
             row["train_em"] = nmi(self.y_test, readout(prior2, locs.double(), scales.double(), self.rule))
             prior3 = copy.deepcopy(model.module_.prior).cpu().double()
             em_refit(prior3, hl.double(), hs.double())
-            labels = readout(prior3, locs.double(), scales.double(), self.rule)
-            row["trained_held_em"] = nmi(self.y_test, labels)
-            row["trained_held_em_ari"] = float(adjusted_rand_score(self.y_test, labels))
+            on_test("trained_held_em", readout(prior3, locs.double(), scales.double(), self.rule))
         append_row(self.out / f"{self.name}.csv", row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
@@ -142,7 +139,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.name}.csv").unlink(missing_ok=True)
+    if (out / f"{a.name}.csv").exists():
+        p.error(f"{out / a.name}.csv exists: pick another NAME or --out (rows would be appended to it)")
     train, y_train, test, y_test = load(a.data, a.seed)
     order = np.random.default_rng(1000 + a.seed).permutation(len(y_train))
     held_ids, fit_ids = np.sort(order[: a.held_out]), np.sort(order[a.held_out :])

@@ -459,7 +459,9 @@ class KMeansPriorInit(L.Callback):
             # at the end of training current_epoch counts the epochs done
             restored = self._back_to_best(trainer, "training ends", latest=trainer.current_epoch - 1)
             if restored != "training ends":
-                log.info("%s (since the placement)", restored)
+                # the progress bar's last val/* scores are of the last epoch trained, not of the model kept
+                log.info("%s (since the placement); the progress bar's last scores are of epoch %d, not of "
+                         "this model", restored, trainer.current_epoch)
             self._final_placement(trainer, pl_module)
 
     def _final_placement(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
