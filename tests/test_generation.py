@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from cmvae import CMVAE, DataValidationError, cli
+from cmvae import CMVAE, DataValidationError, ParameterError, cli
 from cmvae.generation import conditional_grid, sample_grid, save_conditional_grid, save_sample_grid
 from cmvae.metrics.coherence import (
     ModalityClassifiers,
@@ -153,6 +153,25 @@ def test_per_cluster_sampling_uses_that_clusters_prior(fitted):
     z_all = model.sample_latents(600, seed=0)
     near = [np.mean(np.abs(z_all.mean(1) - m) < 10) for m in (-40.0, 0.0, 40.0)]
     assert all(0.2 < f < 0.47 for f in near) and abs(sum(near) - 1) < 1e-9  # c ~ pi (uniform here)
+
+
+def test_sampling_temperature_scales_the_spread_around_the_cluster_mean(fitted):
+    model = copy.deepcopy(fitted)
+    prior = model.module_.prior
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([-40.0, 0.0, 40.0]).unsqueeze(1).expand(3, model.shared_dim))
+    full = model.sample_latents(2000, cluster=2, seed=1)
+    cool = model.sample_latents(2000, cluster=2, seed=1, temperature=0.5)
+    np.testing.assert_allclose(cool - 40.0, (full - 40.0) * 0.5, rtol=1e-5, atol=1e-5)  # same draws, half the spread
+    assert float((full - 40.0).std()) > 0.5  # T = 1: the prior's unit-scale spread
+    a, b = model.sample(4, cluster=1, seed=3, temperature=0.5), model.sample(4, cluster=1, seed=3, temperature=0.5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], model.sample(4, cluster=1, seed=3)[0])
+    for bad in (0.0, -1.0, float("nan"), "0.5"):
+        with pytest.raises(ParameterError, match="temperature"):
+            model.sample(2, temperature=bad)
+        with pytest.raises(ParameterError, match="temperature"):
+            model.sample_latents(2, temperature=bad)
 
 
 def test_sample_grids(fitted, data, tmp_path):
@@ -302,6 +321,13 @@ def test_cli_sample_writes_both_grids(run, tmp_path, capsys):
     assert cli.main(["sample", str(run), "--source", "0"]) == 2
     assert "not an image modality" in capsys.readouterr().err
     assert cli.main(["sample", str(tmp_path / "nope")]) == 2
+    cool = tmp_path / "cool.png"
+    assert cli.main(["sample", str(run), "--out", str(cool), "--temperature", "0.5"]) == 0
+    assert cool.read_bytes()[:8] == PNG and cool.read_bytes() != out.read_bytes()
+    capsys.readouterr()
+    assert cli.main(["sample", str(run), "--out", str(tmp_path / "x.png"), "--temperature", "0"]) == 2
+    assert "--temperature must be a finite number > 0" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_cli_evaluate_generation_trains_then_reuses_classifiers(run, tmp_path, capsys):

@@ -78,25 +78,27 @@ def _require_images(model: Any) -> list[int]:
     return mods
 
 
-def sample_grid(model: Any, per_cluster: int = 3, *, clusters: Sequence[int] | None = None, seed: int = 0) -> Grid:
+def sample_grid(model: Any, per_cluster: int = 3, *, clusters: Sequence[int] | None = None, seed: int = 0,
+                temperature: float = 1.0) -> Grid:
     """Unconditional samples, ``per_cluster`` per row: one row per cluster (default: the active ones;
-    a single "p(z)" row for a model without clusters), one block per image modality."""
+    a single "p(z)" row for a model without clusters), one block per image modality; ``temperature``: see
+    :meth:`cmvae.CMVAE.sample`."""
     if per_cluster < 1:
         raise ValueError(f"per_cluster must be >= 1, got {per_cluster}")
     mods = _require_images(model)
     ids: list[int | None] = list(clusters) if clusters is not None else list(active_clusters(model) or [None])
     rows, labels = [], []
     for r, c in enumerate(ids):
-        samples = model.sample(per_cluster, cluster=c, seed=seed + r)
+        samples = model.sample(per_cluster, cluster=c, seed=seed + r, temperature=temperature)
         rows.append([samples[m] for m in mods])
         labels.append("p(z)" if c is None else f"cluster {c}")
     return rows, labels, [f"modality {m}" for m in mods]
 
 
 def save_sample_grid(model: Any, out_png: str | Path, per_cluster: int = 3, *,
-                     clusters: Sequence[int] | None = None, seed: int = 0) -> Path:
+                     clusters: Sequence[int] | None = None, seed: int = 0, temperature: float = 1.0) -> Path:
     """Draw :func:`sample_grid` to ``out_png``."""
-    rows, labels, titles = sample_grid(model, per_cluster, clusters=clusters, seed=seed)
+    rows, labels, titles = sample_grid(model, per_cluster, clusters=clusters, seed=seed, temperature=temperature)
     return save_image_grid(rows, out_png, row_labels=labels, col_block_titles=titles)
 
 

@@ -145,8 +145,9 @@ class ClusterPrior(nn.Module):
 
     # -- sampling and pruning ---------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, cluster: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` pairs (z, c): z ``[n, dim]``, c ``[n]``; ``cluster`` fixes c."""
+    def sample(self, n: int, cluster: int | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` pairs (z, c): z ``[n, dim]``, c ``[n]``; ``cluster`` fixes c. ``temperature`` multiplies the
+        components' scales (1: p(z|c) itself; below 1 the draws stay nearer each component's mean)."""
         device = self.means.device
         if cluster is None:
             c = torch.multinomial(self.weights(), n, replacement=True)
@@ -156,7 +157,7 @@ class ClusterPrior(nn.Module):
             if not bool(self.active[cluster]):
                 raise ValueError(f"cluster {cluster} was pruned (pi = 0); active: {self.active_ids()}")
             c = torch.full((n,), cluster, dtype=torch.long, device=device)
-        return self.family.sample(self.means[c], self.scales[c]), c
+        return self.family.sample(self.means[c], self.scales[c] * temperature), c
 
     @torch.no_grad()
     def init_from_codes(self, codes: torch.Tensor, seed: int = 0, max_points: int = 20000,

@@ -21,11 +21,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--source", type=int, metavar="M", default=None, help="input modality of the conditional grid (default: first image modality)")
     p.add_argument("--n-conditional", type=int, metavar="N", default=8, help="inputs in the conditional grid (default 8)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                   help="scales of p(z|c) times T in the unconditional grid (default 1: the prior itself; "
+                   "e.g. 0.7 draws nearer each cluster's mean)")
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Unconditional grid (one row per active cluster) and a conditional grid from test inputs."""
     sample_run(args.run_dir, per_cluster=args.per_cluster, out=args.out, conditional_out=args.conditional_out,
-               source=args.source, n_conditional=args.n_conditional, seed=args.seed, accelerator=args.accelerator)
+               source=args.source, n_conditional=args.n_conditional, seed=args.seed, temperature=args.temperature,
+               accelerator=args.accelerator)
     return 0

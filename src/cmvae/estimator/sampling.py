@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..schema import ArrayLike
-from .params import ParameterError, check_int, pick_device, seeded
+from .params import ParameterError, check_int, check_number, pick_device, seeded
 
 
 class SamplingMixin:
@@ -31,17 +31,24 @@ class SamplingMixin:
         return n, cluster
 
     @torch.no_grad()
-    def sample_latents(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> np.ndarray:
+    def sample_latents(self, n: int, cluster: int | None = None, *, seed: int | None = None,
+                       temperature: float = 1.0) -> np.ndarray:
         """Shared latents ``[n, shared_dim]`` drawn from the prior p(z) (CMVAE: c ~ pi, z ~ p(z|c);
-        ``cluster`` fixes c). :meth:`sample` decodes exactly these draws."""
+        ``cluster`` fixes c), its scales times ``temperature``. :meth:`sample` decodes exactly these draws."""
         module, _ = self._fitted()
         n, cluster = self._sampling_args(n, cluster, seed)
+        temperature = check_number("temperature", temperature, 0.0, strict=True)
         with seeded(seed):
-            return module.sample_prior_z(n, cluster).cpu().numpy()
+            return module.sample_prior_z(n, cluster, temperature).cpu().numpy()
 
     @torch.no_grad()
-    def sample(self, n: int, cluster: int | None = None, *, seed: int | None = None) -> list[np.ndarray]:
+    def sample(self, n: int, cluster: int | None = None, *, seed: int | None = None,
+               temperature: float = 1.0) -> list[np.ndarray]:
         """Unconditional samples: c ~ pi (or ``cluster``), z ~ p(z|c), w_m ~ p(w_m), x_m = decoder mean.
+
+        ``temperature`` multiplies the scales of p(z|c) (1, the default: the model's prior; e.g. 0.7 keeps the
+        shared draws nearer each cluster's mean, where the encoded data lie, at the cost of variety; the
+        private w_m are drawn from p(w_m) as they are).
 
         Returns M arrays ``[n, *shape_m]`` (images in the units of [0, 1]; tabular data in its original
         units). The ``arch="paper"`` image decoders are not squashed, so their means can leave [0, 1] a
@@ -49,9 +56,10 @@ class SamplingMixin:
         """
         module, schema = self._fitted()
         n, cluster = self._sampling_args(n, cluster, seed)
+        temperature = check_number("temperature", temperature, 0.0, strict=True)
         module.eval()
         with seeded(seed):
-            z = module.sample_prior_z(n, cluster)
+            z = module.sample_prior_z(n, cluster, temperature)
             decoded = module.generate_from_z(z, range(module.n_modalities))
         return [schema.from_model_output(m, decoded[m]) for m in range(module.n_modalities)]
 

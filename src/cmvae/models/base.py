@@ -72,8 +72,8 @@ class MultimodalVAE(nn.Module):
         """log p(z): ``[..., shared_dim] -> [...]``."""
         raise NotImplementedError
 
-    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
-        """``[n, shared_dim]`` draws from p(z) (or p(z | c = cluster))."""
+    def sample_prior_z(self, n: int, cluster: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``[n, shared_dim]`` draws from p(z) (or p(z | c = cluster)), the prior's scales times ``temperature``."""
         raise NotImplementedError
 
     # -- encoders and decoders -----------------------------------------------------------
@@ -221,7 +221,7 @@ class StandardPriorVAE(MultimodalVAE):
         zero = z.new_zeros(())
         return self.z_family.log_prob(z, zero, zero + 1.0).sum(-1)
 
-    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
+    def sample_prior_z(self, n: int, cluster: int | None = None, temperature: float = 1.0) -> torch.Tensor:
         if cluster is not None:
             raise ValueError(f"{type(self).__name__} has no clusters: sample with cluster=None")
-        return self.z_family.noise((n, self.shared_dim), self.likelihood_weights)
+        return self.z_family.noise((n, self.shared_dim), self.likelihood_weights) * temperature

@@ -64,8 +64,8 @@ class CMVAEModule(MultimodalVAE):
     def log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
         return self.prior.log_prob(z)
 
-    def sample_prior_z(self, n: int, cluster: int | None = None) -> torch.Tensor:
-        return self.prior.sample(n, cluster)[0]
+    def sample_prior_z(self, n: int, cluster: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        return self.prior.sample(n, cluster, temperature)[0]
 
     def cluster_log_posteriors(self, views: Sequence[torch.Tensor], *, use_mean: bool = True) -> torch.Tensor:
         """log p(c | z_m) for each modality's latent (posterior mean, or one sample): ``[M, B, C]``."""
