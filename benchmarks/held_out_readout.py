@@ -13,7 +13,12 @@ every epoch from ``--from-epoch`` on scores on the test split (NMI):
 * ``held_readout``: the model's readout (``assignment``, per-modality q(c|x_m)) with the components placed by
   k-means on the held-out codes at this epoch (the trained networks unchanged);
 * ``held_em``: the same after EM steps of the prior's means and weights on the held-out unimodal codes
-  (pooled posterior samples), the objective's prior term maximised with the networks fixed.
+  (pooled posterior samples), the objective's prior term maximised with the networks fixed;
+* ``agreement`` (no labels): mean over pairs of modalities of the NMI between k-means partitions of each
+  modality's own codes of the held-out rows. Only what the modalities share can make two modalities' codes fall
+  into the same groups, so it measures how much shared content the codes hold, as labels would;
+* ``held_bound`` (no labels): the model's held-out bound of this epoch, when it keeps one
+  (``cluster_init_when="plateau"``).
 """
 
 from __future__ import annotations
@@ -73,6 +78,13 @@ def em_refit(prior, locs, scales, steps: int = 20, seed: int = 0) -> None:
         prior.logits.copy_(weight.log())
 
 
+def agreement(locs: np.ndarray, k: int, seed: int) -> float:
+    """Mean pairwise NMI of k-means partitions of each modality's codes ``locs`` ``[M, n, dim]`` (no labels)."""
+    parts = [KMeans(k, n_init=4, random_state=seed).fit_predict(z) for z in locs.astype(np.float64)]
+    pairs = [(a, b) for a in range(len(parts)) for b in range(a + 1, len(parts))]
+    return float(np.mean([normalized_mutual_info_score(parts[a], parts[b]) for a, b in pairs]))
+
+
 class Probe(L.Callback):
     def __init__(self, model, held, test, y_held, y_test, train_pick, y_pick, out, name, seed, start, rule):
         self.model, self.held, self.test, self.train_pick = model, held, test, train_pick
@@ -120,6 +132,9 @@ class Probe(L.Callback):
             prior3 = copy.deepcopy(model.module_.prior).cpu().double()
             em_refit(prior3, hl.double(), hs.double())
             on_test("trained_held_em", readout(prior3, locs.double(), scales.double(), self.rule))
+        row["agreement"] = agreement(hl.numpy(), k, self.seed)
+        bound = trainer.callback_metrics.get("held_out/bound")
+        row["held_bound"] = float(bound) if bound is not None else float("nan")
         append_row(self.out / f"{self.name}.csv", row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
@@ -135,6 +150,7 @@ def main() -> None:
     p.add_argument("--from-epoch", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="held_out_probe")
+    p.add_argument("--save", default=None, help="save the trained model to this folder (CMVAE.load reads it)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -152,6 +168,8 @@ def main() -> None:
                   t(train, pick), y_train[pick], out, a.name, a.seed, a.from_epoch, params.get("assignment", "evidence"))
     model.fit([v[fit_ids] for v in train], callbacks=[probe])
     print(json.dumps(model.score(test, y_test)))
+    if a.save:
+        model.save(a.save)
 
 
 if __name__ == "__main__":
