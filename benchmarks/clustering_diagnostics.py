@@ -11,7 +11,8 @@ modality and class, clusters used, entropy of pi), the held-out bound (``val_bou
 the mixture means of 2,000 *training* tuples (``train_kmeans_mean_nmi``: below the held-out value when
 the encoders memorise the training tuples; ``train_kmeans_r2``: its share of the variance explained, beside the
 held-out ``kmeans_r2``, the same without labels), with ``cluster_init_when="plateau"`` the bound on the training
-rows held out of the steps (``held_out_bound``) and the training wall time. Rows go to ``OUT/NAME.csv``;
+rows held out of the steps (``held_out_bound``), the mean and largest L2 norm of the training gradient before any
+clipping (``grad_norm``, ``grad_norm_max``) and the training wall time. Rows go to ``OUT/NAME.csv``;
 ``--plot`` draws every CSV in OUT as curves against CPU-minutes (PNG).
 
 Data sets (all offline):
@@ -115,6 +116,9 @@ class Clock(L.Callback):
             row["val_bound"] = m["val/bound"]
         if "held_out/bound" in m:  # cluster_init_when="plateau": the bound on the rows held out of training
             row["held_out_bound"] = m["held_out/bound"]
+        for key in ("grad_norm", "grad_norm_max"):  # the training gradient's L2 norm before clipping: mean, max
+            if f"train/{key}" in m:
+                row[key] = m[f"train/{key}"]
         if self.train_check is not None:
             nmi, r2 = train_kmeans_scores(pl_module, *self.train_check, seed=self.head["seed"])
             row["train_kmeans_mean_nmi"], row["train_kmeans_r2"] = nmi, r2

@@ -18,7 +18,9 @@ every epoch from ``--from-epoch`` on scores on the test split (NMI):
   modality's own codes of the held-out rows. Only what the modalities share can make two modalities' codes fall
   into the same groups, so it measures how much shared content the codes hold, as labels would;
 * ``held_bound`` (no labels): the model's held-out bound of this epoch, when it keeps one
-  (``cluster_init_when="plateau"``).
+  (``cluster_init_when="plateau"``);
+* ``grad_norm`` / ``grad_norm_max``: the mean and the largest L2 norm of the training gradient in the epoch
+  (before any clipping).
 """
 
 from __future__ import annotations
@@ -135,6 +137,9 @@ class Probe(L.Callback):
         row["agreement"] = agreement(hl.numpy(), k, self.seed)
         bound = trainer.callback_metrics.get("held_out/bound")
         row["held_bound"] = float(bound) if bound is not None else float("nan")
+        for key in ("grad_norm", "grad_norm_max"):  # the training gradient's L2 norm (before clipping): mean, max
+            value = trainer.callback_metrics.get(f"train/{key}")
+            row[key] = float(value) if value is not None else float("nan")
         append_row(self.out / f"{self.name}.csv", row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 

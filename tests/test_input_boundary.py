@@ -42,7 +42,8 @@ def test_seed_none_fits_with_a_drawn_seed():
      ("lr_decay", 2.0), ("weight_decay", -0.1), ("weight_decay", "1e-4"), ("batch_size", "16"),
      ("shared_dim", True), ("beta", -1.0), ("likelihood", "poisson"), ("progress", "yes"), ("seed", -1), ("seed", 2**36),
      ("likelihood_scale", [0.5, float("nan")]), ("cluster_init_epoch", 0.5), ("max_time_minutes", 0),
-     ("max_time_minutes", 1e12)],
+     ("max_time_minutes", 1e12), ("gradient_clip_norm", 0.0), ("gradient_clip_norm", "1"),
+     ("gradient_clip_norm", float("inf"))],
 )
 def test_settings_are_type_checked_at_construction(name, value):
     with pytest.raises(ParameterError) as err:

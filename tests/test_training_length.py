@@ -3,6 +3,7 @@ defaults on small separable tabular data."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import lightning as L
@@ -203,3 +204,42 @@ def test_lr_decay_outside_zero_one_is_refused_with_its_name(bad):
         CMVAE(lr_decay=bad)
     with pytest.raises(Exception, match="lr_decay"):
         TrainingConfig(lr_decay=bad)
+
+
+class StepGradients(L.Callback):
+    """The global L2 norm of the gradient each optimiser step applied (read after the step: Lightning clears the
+    gradients at the start of the next one)."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+
+def test_gradient_clip_norm_scales_large_steps_down_and_the_raw_norm_is_logged(tmp_path):
+    """The logged norm is the gradient's before clipping; with gradient_clip_norm every applied step is at most that
+    norm, although the raw gradients are larger; without it the applied norms are the raw ones."""
+    clipped, free = StepGradients(), StepGradients()
+    CMVAE(epochs=2, gradient_clip_norm=0.05, **TINY).fit(two_views(), callbacks=[clipped], out_dir=tmp_path / "a")
+    model = CMVAE(epochs=2, **TINY).fit(two_views(), callbacks=[free], out_dir=tmp_path / "b")
+    assert len(clipped.norms) == len(free.norms) == 4
+    assert max(clipped.norms) <= 0.05 * (1 + 1e-4)
+    assert min(free.norms) > 0.05  # so the clipping above had work to do
+    with (tmp_path / "b" / "logs" / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/grad_norm_max")]
+    assert len(rows) == 2  # one per epoch
+    for epoch, row in enumerate(rows):  # the epoch's mean and max of the applied (unclipped) norms
+        steps = free.norms[2 * epoch : 2 * epoch + 2]
+        assert float(row["train/grad_norm_max"]) == pytest.approx(max(steps), rel=1e-4)
+        assert float(row["train/grad_norm"]) == pytest.approx(sum(steps) / 2, rel=1e-4)
+    assert model.gradient_clip_norm is None
+
+
+def test_gradient_clip_norm_is_a_training_setting_of_the_config():
+    assert TrainingConfig(gradient_clip_norm=5.0).gradient_clip_norm == 5.0
+    assert TrainingConfig().gradient_clip_norm is None
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(Exception, match="gradient_clip_norm"):
+            TrainingConfig(gradient_clip_norm=bad)

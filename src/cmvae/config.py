@@ -287,6 +287,9 @@ class TrainingConfig(_Strict):
         "start", description="when the weight decay starts: from the first step, or once k-means places the "
         "cluster components (CMVAE with cluster_init: kmeans)")
     amsgrad: bool = True
+    gradient_clip_norm: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="largest L2 norm of the gradient of a step (over all the "
+        "parameters): a larger one is scaled down to it; null: no clipping")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"

@@ -158,6 +158,17 @@ class TrainingPlan(L.LightningModule):
         )
         return terms.loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Logs the gradient's global L2 norm before any clipping: ``train/grad_norm`` (the epoch's mean) and
+        ``train/grad_norm_max`` (its largest step), to see the spikes of a run."""
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads).detach()
+        self.log("train/grad_norm", norm, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)  # plain mean
+        self.log("train/grad_norm_max", norm, on_step=False, on_epoch=True, reduce_fx="max", batch_size=1,
+                 sync_dist=True)
+
     @torch.no_grad()
     def bound(self, batch: list[torch.Tensor]) -> torch.Tensor:
         """The objective's value (the bound training maximises, at the current beta; IWAE with ``n_samples``
@@ -261,8 +272,10 @@ def make_trainer(
     log_every_n_steps: int = 20,
     extra_callbacks: Sequence[Callback] = (),
     checkpoint_every_n_epochs: int = 1,
+    gradient_clip_norm: float | None = None,
 ) -> L.Trainer:
-    """A Lightning Trainer with atomic checkpoints (``last.ckpt``) and CSV (+TensorBoard) logs in ``out_dir``."""
+    """A Lightning Trainer with atomic checkpoints (``last.ckpt``) and CSV (+TensorBoard) logs in ``out_dir``; with
+    ``gradient_clip_norm`` a step's gradient is scaled down to that global L2 norm when it is larger."""
     callbacks: list[Callback] = list(extra_callbacks)
     loggers: list[Logger] | bool = False
     if out_dir is not None:
@@ -307,6 +320,8 @@ def make_trainer(
         log_every_n_steps=log_every_n_steps,
         default_root_dir=str(out_dir) if out_dir is not None else None,
         num_sanity_val_steps=0,
+        gradient_clip_val=gradient_clip_norm,
+        gradient_clip_algorithm="norm",
     )
 
 

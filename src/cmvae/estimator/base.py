@@ -75,6 +75,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         weight_decay: float = 0.0,
         weight_decay_from: str = "start",
         amsgrad: bool = True,
+        gradient_clip_norm: float | None = None,
         seed: int = 0,
         accelerator: str = "auto",
         devices: Any = "auto",
@@ -110,6 +111,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.weight_decay = weight_decay
         self.weight_decay_from = weight_decay_from
         self.amsgrad = amsgrad
+        self.gradient_clip_norm = gradient_clip_norm
         self.seed = seed
         self.accelerator = accelerator
         self.devices = devices
@@ -164,6 +166,9 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
             raise ParameterError(f"lr_decay must be {hint}")
         check_number("beta", self.beta, 0.0)
         check_number("weight_decay", self.weight_decay, 0.0)
+        if self.gradient_clip_norm is not None:
+            check_number("gradient_clip_norm", self.gradient_clip_norm, 0.0, strict=True,
+                         hint=f"a positive gradient norm or None (no clipping), got {self.gradient_clip_norm!r}")
         check_choice("weight_decay_from", self.weight_decay_from, ("start", "placement"))
         if self.max_time_minutes is not None:
             if check_number("max_time_minutes", self.max_time_minutes, 0.0, strict=True) > 1e9:

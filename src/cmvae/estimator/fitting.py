@@ -151,6 +151,7 @@ class FittingMixin:
             precision=self.precision,
             progress=self.progress,
             max_time_minutes=self.max_time_minutes,
+            gradient_clip_norm=self.gradient_clip_norm,
             extra_callbacks=extra,
         )
         train_loader = make_loader(train, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=seed,
