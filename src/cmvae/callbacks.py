@@ -409,6 +409,8 @@ class KMeansPriorInit(L.Callback):
             _placed(pl_module, trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "in_contrastive_warmup", lambda: False)():
+            return  # the objective has not been trained yet: no held-out bound to track, nothing to place
         if self.held_out is not None and trainer.is_global_zero:
             value = self.held_out.update(pl_module, trainer.current_epoch)
             pl_module.log("held_out/bound", value, rank_zero_only=True)

@@ -226,6 +226,9 @@ class ModelConfig(_Strict):
     likelihood_weights: list[float] | None = None
     beta: float = Field(2.5, ge=0)
     beta_warmup_epochs: int = Field(0, ge=0)
+    contrastive_warmup_epochs: int = Field(
+        0, ge=0, description="epochs that train the shared-code encoders alone, by the modalities' InfoNCE (CMC), "
+        "before the objective; 0: the objective from the first step")
     n_samples: int = Field(1, ge=1)
     estimator: Literal["elbo", "iwae", "dreg"] = "elbo"
     arch: Literal["light", "resnet", "paper"] = "light"

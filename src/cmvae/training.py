@@ -20,10 +20,13 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
 from .models.base import MultimodalVAE
-from .objectives import EstimatorName
+from .objectives import EstimatorName, info_nce, multiview_info_nce
 from .schema import DataSchema
 
 log = logging.getLogger(__name__)
+
+#: Temperature of the contrastive warm-up's InfoNCE (CMC's value for unit vectors, as :class:`~cmvae.CMC`'s default).
+CONTRASTIVE_TEMPERATURE = 0.1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -92,6 +95,17 @@ def make_loader(
     )
 
 
+def _standardised_directions(codes: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``codes`` (``[..., B, dim]``) standardised per dimension over the batch (over ``rows``, a ``[B]`` bool mask,
+    when given), then L2-normalised; the same shape."""
+    fitted = codes if rows is None else codes[..., rows, :]
+    if fitted.shape[-2] < 2:  # one row or none: no spread to standardise by
+        return torch.nn.functional.normalize(codes, dim=-1)
+    mean = fitted.mean(-2, keepdim=True)
+    std = fitted.std(-2, keepdim=True).clamp_min(1e-6)
+    return torch.nn.functional.normalize((codes - mean) / std, dim=-1)
+
+
 class TrainingPlan(L.LightningModule):
     """Optimises a :class:`MultimodalVAE` objective; logs every named term."""
 
@@ -108,6 +122,7 @@ class TrainingPlan(L.LightningModule):
         estimator: EstimatorName = "elbo",
         beta: float = 1.0,
         beta_warmup_epochs: int = 0,
+        contrastive_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.module = module
@@ -122,11 +137,43 @@ class TrainingPlan(L.LightningModule):
         self.estimator: EstimatorName = estimator
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
+        self.contrastive_warmup_epochs = contrastive_warmup_epochs
+
+    def in_contrastive_warmup(self) -> bool:
+        """True during the first ``contrastive_warmup_epochs`` epochs, which train by :meth:`contrastive_loss`."""
+        return self.current_epoch < self.contrastive_warmup_epochs
 
     def current_beta(self) -> float:
+        """beta, warmed up linearly over ``beta_warmup_epochs`` epochs of the objective (after any contrastive
+        warm-up)."""
         if self.beta_warmup_epochs <= 0:
             return self.beta
-        return self.beta * min(1.0, (self.current_epoch + 1) / self.beta_warmup_epochs)
+        epochs = self.current_epoch - self.contrastive_warmup_epochs + 1
+        return self.beta * min(1.0, max(epochs, 1) / self.beta_warmup_epochs)
+
+    def contrastive_loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """The warm-up's loss (a scalar): CMC's full-graph InfoNCE between the modalities' shared-code means
+        (``z_loc`` of q(z | x_m), ``[M, B, shared_dim]``; temperature :data:`CONTRASTIVE_TEMPERATURE`, in-batch
+        negatives), averaged over the ordered pairs of modalities. Each modality's codes are standardised over the
+        batch before the L2 normalisation (a projection head of a batch norm without parameters): freshly
+        initialised encoders give nearly the same code to every input, with a modality-specific offset, and on
+        raw codes the loss sits at its collapsed value log B. With partially observed data a pair contrasts the
+        rows where both modalities are observed (standardised over each modality's observed rows)."""
+        raw, observed = split_batch(batch, self.schema.n_modalities)
+        views = self.schema.to_model_input(raw, self.device)
+        codes = torch.stack([self.module.encode_modality(m, x)[0] for m, x in enumerate(views)])
+        if observed is None:
+            return multiview_info_nce(_standardised_directions(codes), CONTRASTIVE_TEMPERATURE)
+        both = observed.to(self.device, torch.bool)
+        codes = torch.stack([_standardised_directions(codes[m], both[:, m]) for m in range(len(views))])
+        losses = []
+        for i, j in ((i, j) for i in range(len(views)) for j in range(len(views)) if i != j):
+            rows = both[:, i] & both[:, j]
+            if int(rows.sum()) >= 2:
+                losses.append(info_nce(codes[i][rows], codes[j][rows], CONTRASTIVE_TEMPERATURE))
+        if not losses:  # no row with two observed modalities in this batch: nothing to contrast
+            return codes.sum() * 0.0
+        return torch.stack(losses).mean()
 
     def _terms(self, batch: list[torch.Tensor], estimator: EstimatorName):
         raw, observed = split_batch(batch, self.schema.n_modalities)
@@ -137,6 +184,14 @@ class TrainingPlan(L.LightningModule):
         )
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.in_contrastive_warmup():
+            loss = self.contrastive_loss(batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite contrastive warm-up loss at epoch {self.current_epoch}, batch "
+                                         f"{batch_idx}. Likely causes: learning rate too high, un-normalised inputs.")
+            self.log("train/contrastive", loss, prog_bar=True, batch_size=int(batch[0].shape[0]), on_step=True,
+                     on_epoch=True, sync_dist=True)
+            return loss
         terms = self._terms(batch, self.estimator)
         if not torch.isfinite(terms.loss):
             bad = terms.non_finite() or ["loss"]
@@ -157,6 +212,14 @@ class TrainingPlan(L.LightningModule):
             sync_dist=True,
         )
         return terms.loss
+
+    def on_train_epoch_start(self) -> None:
+        """At the switch from the contrastive warm-up to the objective, the optimiser starts afresh: Adam's moments
+        of the warm-up's small gradients would turn the objective's first, far larger gradients into steps many
+        times the learning rate, and they erased what the warm-up had learned within an epoch (RESULTS round 15)."""
+        if self.contrastive_warmup_epochs > 0 and self.current_epoch == self.contrastive_warmup_epochs:
+            for optimizer in self.trainer.optimizers:
+                optimizer.state.clear()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Logs the gradient's global L2 norm before any clipping: ``train/grad_norm`` (the epoch's mean) and

@@ -65,6 +65,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         likelihood_weights: Sequence[float] | None = None,
         beta: float = 2.5,
         beta_warmup_epochs: int = 0,
+        contrastive_warmup_epochs: int = 0,
         n_samples: int = 1,
         estimator: str = "elbo",
         arch: str = "light",
@@ -101,6 +102,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.likelihood_weights = likelihood_weights
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
+        self.contrastive_warmup_epochs = contrastive_warmup_epochs
         self.n_samples = n_samples
         self.estimator = estimator
         self.arch = arch
@@ -152,7 +154,8 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
     def _check_params(self) -> None:
         """Type and range of every setting, with a :class:`ParameterError` naming it."""
         for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("batch_size", 1),
-                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("num_workers", 0), ("num_nodes", 1)):
+                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("contrastive_warmup_epochs", 0),
+                              ("num_workers", 0), ("num_nodes", 1)):
             check_int(name, getattr(self, name), minimum)
         if self.epochs is not None:
             check_int("epochs", self.epochs, 1)

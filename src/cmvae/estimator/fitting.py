@@ -88,6 +88,11 @@ class FittingMixin:
         data = self._training_input(views, mask)
         train, train_mask = data.tensors, data.mask
         self._check_fit_settings(data.n_samples)
+        if self.contrastive_warmup_epochs > 0 and len(train) < 2:
+            raise ParameterError(
+                f"contrastive_warmup_epochs={self.contrastive_warmup_epochs} contrasts the modalities' shared codes, and "
+                f"the data has {len(train)} modality: use contrastive_warmup_epochs=0"
+            )
         self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
         seed = self._fit_seed()
         L.seed_everything(seed, workers=True, verbose=False)
@@ -110,6 +115,7 @@ class FittingMixin:
             estimator=self.estimator,  # type: ignore[arg-type]
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
+            contrastive_warmup_epochs=self.contrastive_warmup_epochs,
         )
         ckpt_path = None
         if resume:  # checked before anything (trainer, logger) touches out_dir

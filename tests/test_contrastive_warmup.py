@@ -1,0 +1,146 @@
+"""``contrastive_warmup_epochs``: the first epochs train the shared-code encoders by CMC's InfoNCE, then the
+objective (an initialisation of the encoders; the model and its objective unchanged)."""
+
+from __future__ import annotations
+
+import csv
+from unittest.mock import PropertyMock, patch
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from cmvae import CMVAE
+from cmvae.clustering_baselines import VaDE
+from cmvae.config import ModelConfig
+from cmvae.estimator.params import ParameterError
+from cmvae.training import TrainingPlan
+
+TINY = dict(n_clusters=2, shared_dim=4, private_dim=2, batch_size=32, progress=False, accelerator="cpu", seed=0)
+
+
+def two_views(n: int = 96, seed: int = 0) -> list[np.ndarray]:
+    """Two views sharing a binary class; each view adds a large constant offset of its own."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    return [(offset + 3.0 * y[:, None] + rng.normal(size=(n, d))).astype(np.float32)
+            for offset, d in ((5.0, 5), (-4.0, 3))]
+
+
+def snapshot(nets) -> list[torch.Tensor]:
+    return [p.detach().clone() for net in nets for p in net.parameters()]
+
+
+def changed(before: list[torch.Tensor], nets) -> bool:
+    return any(not torch.equal(a, p) for a, p in zip(before, (p for net in nets for p in net.parameters())))
+
+
+def metric_rows(path, key: str) -> list[float]:
+    with (path / "logs" / "metrics.csv").open() as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+
+
+def test_warmup_trains_only_the_encoders_then_the_objective_takes_over(tmp_path):
+    views = two_views()
+    model = CMVAE(epochs=2, contrastive_warmup_epochs=2, **TINY).fit(views)  # all epochs are warm-up
+    # the networks a fit with this seed starts from (built under the same seed as fit builds them)
+    torch.manual_seed(0)
+    start = CMVAE(**TINY)
+    start.schema_ = model.schema_
+    start.module_ = start._build_networks_within_memory(model.schema_)
+    assert not changed(snapshot(start.module_.decoders), model.module_.decoders)
+    assert changed(snapshot(start.module_.encoders), model.module_.encoders)
+    # after the warm-up the objective trains the decoders too
+    after = CMVAE(epochs=3, contrastive_warmup_epochs=2, **TINY).fit(views, out_dir=tmp_path / "run")
+    assert changed(snapshot(start.module_.decoders), after.module_.decoders)
+    contrastive = metric_rows(tmp_path / "run", "train/contrastive_epoch")
+    assert len(contrastive) == 2  # logged in the two warm-up epochs only
+    assert len(metric_rows(tmp_path / "run", "train/loss_epoch")) >= 1
+
+
+def test_warmup_separates_the_shared_content_across_modalities():
+    """On views with large offsets of their own, the InfoNCE falls to near its best and the classes part."""
+    views = two_views(n=256)
+    model = CMVAE(epochs=6, contrastive_warmup_epochs=6, lr=1e-2, **{**TINY, "batch_size": 64})
+    model.fit(views)
+    plan = TrainingPlan(model.module_, model.schema_, lr=1e-2, contrastive_warmup_epochs=6)
+    batch = [torch.as_tensor(v[:64]) for v in views]
+    untrained = CMVAE(**TINY)
+    untrained_module = untrained._build_networks_within_memory(model.schema_)
+    before = float(TrainingPlan(untrained_module, model.schema_, lr=1e-2).contrastive_loss(batch).detach())
+    after = float(plan.contrastive_loss(batch).detach())
+    assert after < before
+    # codes that carry nothing shared score log 64; the views share only a binary class, so the best possible is
+    # log 32 (each anchor's positive is one of the 32 rows of its class)
+    assert np.log(32) - 0.1 < after < np.log(64) - 0.5
+    # the two classes are apart in the trained shared codes (the mixture means, as transform returns them)
+    codes = model.transform(views)
+    y = np.arange(256) % 2
+    gap = np.linalg.norm(codes[y == 0].mean(0) - codes[y == 1].mean(0))
+    assert gap > 2.0 * codes[y == 0].std(0).mean()
+
+
+def test_partially_observed_rows_contrast_only_pairs_seen_together():
+    views = two_views()
+    plan_model = CMVAE(epochs=1, contrastive_warmup_epochs=1, **TINY)
+    mask = np.ones((96, 2), dtype=bool)
+    mask[::3, 1] = False
+    plan_model.fit(views, mask=mask)
+    plan = TrainingPlan(plan_model.module_, plan_model.schema_, lr=1e-3, contrastive_warmup_epochs=1)
+    batch = [torch.as_tensor(v[:32]) for v in views]
+    observed = torch.as_tensor(mask[:32])
+    loss = plan.contrastive_loss([*batch, observed])
+    assert torch.isfinite(loss) and loss.requires_grad
+    # the unobserved rows do not enter: garbage in them leaves the loss as it was
+    spoiled = batch[1].clone()
+    spoiled[~observed[:, 1]] = 1e3
+    assert float(plan.contrastive_loss([batch[0], spoiled, observed]).detach()) == pytest.approx(float(loss.detach()), rel=1e-5)
+    none_together = torch.stack([torch.ones(32, dtype=torch.bool), torch.zeros(32, dtype=torch.bool)], 1)
+    assert float(plan.contrastive_loss([*batch, none_together]).detach()) == 0.0
+
+
+def test_one_modality_is_refused_with_one_clear_error():
+    """VaDE fits one modality: there is nothing to contrast it with."""
+    with pytest.raises(ParameterError, match="contrastive_warmup_epochs=2") as err:
+        VaDE(epochs=3, contrastive_warmup_epochs=2, **{**TINY, "private_dim": 0}).fit(two_views())
+    assert "\n" not in str(err.value)
+
+
+def test_config_accepts_the_warmup_and_beta_warmup_starts_after_it():
+    assert ModelConfig(contrastive_warmup_epochs=3).contrastive_warmup_epochs == 3
+    assert ModelConfig().contrastive_warmup_epochs == 0
+    with pytest.raises(ValueError, match="contrastive_warmup_epochs"):
+        ModelConfig(contrastive_warmup_epochs=-1)
+    model = CMVAE(epochs=1, **TINY).fit(two_views())
+    plan = TrainingPlan(model.module_, model.schema_, lr=1e-3, beta=2.0, beta_warmup_epochs=4,
+                        contrastive_warmup_epochs=3)
+    epochs = {}
+    with patch.object(TrainingPlan, "current_epoch", new_callable=PropertyMock) as current_epoch:
+        for epoch in range(9):
+            current_epoch.return_value = epoch
+            epochs[epoch] = (plan.in_contrastive_warmup(), plan.current_beta())
+    assert [epochs[e][0] for e in range(9)] == [True] * 3 + [False] * 6
+    assert [epochs[e][1] for e in range(3, 8)] == [0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+class OptimiserStateAtEpochStart(L.Callback):
+    """How many parameters have optimiser state when each epoch's first step is about to be taken."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.sizes.append(sum(len(opt.state) for opt in trainer.optimizers))
+
+
+def test_the_objective_starts_with_a_fresh_optimiser_state():
+    """Adam's moments of the warm-up's gradients do not carry into the objective; without a warm-up the state
+    carries from epoch to epoch as always."""
+    warm, plain = OptimiserStateAtEpochStart(), OptimiserStateAtEpochStart()
+    CMVAE(epochs=3, contrastive_warmup_epochs=2, **TINY).fit(two_views(), callbacks=[warm])
+    CMVAE(epochs=3, **TINY).fit(two_views(), callbacks=[plain])
+    assert warm.sizes[0] == 0 and warm.sizes[1] > 0  # the warm-up's own state carries within the warm-up
+    assert warm.sizes[2] == 0
+    assert plain.sizes[0] == 0 and plain.sizes[2] > 0
