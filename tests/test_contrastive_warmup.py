@@ -144,3 +144,30 @@ def test_the_objective_starts_with_a_fresh_optimiser_state():
     assert warm.sizes[0] == 0 and warm.sizes[1] > 0  # the warm-up's own state carries within the warm-up
     assert warm.sizes[2] == 0
     assert plain.sizes[0] == 0 and plain.sizes[2] > 0
+
+
+def shared_branches(model: CMVAE) -> list[torch.Tensor]:
+    return [p.detach().clone() for enc in model.module_.encoders for p in getattr(enc, "shared", enc).parameters()]
+
+
+def test_frozen_epochs_keep_the_warmup_codes_and_train_the_rest():
+    """Warm-up 1 epoch, then 2 frozen epochs: the shared-code branches end as the warm-up left them, while the
+    decoders and the private branches train; a third objective epoch moves the shared branches again."""
+    views = two_views()
+    warm = CMVAE(epochs=1, contrastive_warmup_epochs=1, **TINY).fit(views)
+    frozen = CMVAE(epochs=3, contrastive_warmup_epochs=1, warmup_freeze_epochs=2, **TINY).fit(views)
+    assert all(torch.equal(a, b) for a, b in zip(shared_branches(warm), shared_branches(frozen)))
+    assert changed(snapshot(warm.module_.decoders), frozen.module_.decoders)
+    private_before = [p.detach().clone() for enc in warm.module_.encoders for p in enc.private.parameters()]
+    assert any(not torch.equal(a, p) for a, p in
+               zip(private_before, (p for enc in frozen.module_.encoders for p in enc.private.parameters())))
+    thawed = CMVAE(epochs=4, contrastive_warmup_epochs=1, warmup_freeze_epochs=2, **TINY).fit(views)
+    assert any(not torch.equal(a, b) for a, b in zip(shared_branches(warm), shared_branches(thawed)))
+
+
+def test_freezing_without_a_warmup_is_refused_and_the_config_takes_it():
+    with pytest.raises(ParameterError, match="warmup_freeze_epochs=2"):
+        CMVAE(epochs=3, warmup_freeze_epochs=2, **TINY).fit(two_views())
+    assert ModelConfig(warmup_freeze_epochs=2).warmup_freeze_epochs == 2
+    with pytest.raises(ValueError, match="warmup_freeze_epochs"):
+        ModelConfig(warmup_freeze_epochs=-1)

@@ -229,6 +229,9 @@ class ModelConfig(_Strict):
     contrastive_warmup_epochs: int = Field(
         0, ge=0, description="epochs that train the shared-code encoders alone, by the modalities' InfoNCE (CMC), "
         "before the objective; 0: the objective from the first step")
+    warmup_freeze_epochs: int = Field(
+        0, ge=0, description="epochs after the contrastive warm-up in which the objective trains every network but "
+        "the encoders' shared-code branches (frozen: the warm-up's codes are kept while the decoders learn to use them)")
     n_samples: int = Field(1, ge=1)
     estimator: Literal["elbo", "iwae", "dreg"] = "elbo"
     arch: Literal["light", "resnet", "paper"] = "light"

@@ -123,6 +123,7 @@ class TrainingPlan(L.LightningModule):
         beta: float = 1.0,
         beta_warmup_epochs: int = 0,
         contrastive_warmup_epochs: int = 0,
+        warmup_freeze_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.module = module
@@ -138,6 +139,7 @@ class TrainingPlan(L.LightningModule):
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.contrastive_warmup_epochs = contrastive_warmup_epochs
+        self.warmup_freeze_epochs = warmup_freeze_epochs
 
     def in_contrastive_warmup(self) -> bool:
         """True during the first ``contrastive_warmup_epochs`` epochs, which train by :meth:`contrastive_loss`."""
@@ -220,6 +222,23 @@ class TrainingPlan(L.LightningModule):
         if self.contrastive_warmup_epochs > 0 and self.current_epoch == self.contrastive_warmup_epochs:
             for optimizer in self.trainer.optimizers:
                 optimizer.state.clear()
+
+    def codes_frozen(self) -> bool:
+        """True in the ``warmup_freeze_epochs`` epochs right after the contrastive warm-up."""
+        start = self.contrastive_warmup_epochs
+        return start <= self.current_epoch < start + self.warmup_freeze_epochs
+
+    def frozen_parameters(self) -> list[torch.nn.Parameter]:
+        """The encoders' shared-code branches (with ``encoder_branches="shared"``, the whole encoders)."""
+        return [p for encoder in self.module.encoders for p in getattr(encoder, "shared", encoder).parameters()]
+
+    def on_after_backward(self) -> None:
+        """While the codes are frozen the shared-code branches get no gradient, so the optimiser skips them: without
+        it the objective's first epoch, with decoders that cannot use z yet, erased the warm-up's digit (NMI 0.83 ->
+        0.02 on the other image set, RESULTS round 15)."""
+        if self.codes_frozen():
+            for parameter in self.frozen_parameters():
+                parameter.grad = None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Logs the gradient's global L2 norm before any clipping: ``train/grad_norm`` (the epoch's mean) and

@@ -66,6 +66,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         beta: float = 2.5,
         beta_warmup_epochs: int = 0,
         contrastive_warmup_epochs: int = 0,
+        warmup_freeze_epochs: int = 0,
         n_samples: int = 1,
         estimator: str = "elbo",
         arch: str = "light",
@@ -103,6 +104,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.contrastive_warmup_epochs = contrastive_warmup_epochs
+        self.warmup_freeze_epochs = warmup_freeze_epochs
         self.n_samples = n_samples
         self.estimator = estimator
         self.arch = arch
@@ -155,6 +157,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         """Type and range of every setting, with a :class:`ParameterError` naming it."""
         for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("batch_size", 1),
                               ("n_samples", 1), ("beta_warmup_epochs", 0), ("contrastive_warmup_epochs", 0),
+                              ("warmup_freeze_epochs", 0),
                               ("num_workers", 0), ("num_nodes", 1)):
             check_int(name, getattr(self, name), minimum)
         if self.epochs is not None:

@@ -93,6 +93,11 @@ class FittingMixin:
                 f"contrastive_warmup_epochs={self.contrastive_warmup_epochs} contrasts the modalities' shared codes, and "
                 f"the data has {len(train)} modality: use contrastive_warmup_epochs=0"
             )
+        if self.warmup_freeze_epochs > 0 and self.contrastive_warmup_epochs == 0:
+            raise ParameterError(
+                f"warmup_freeze_epochs={self.warmup_freeze_epochs} keeps the codes of the contrastive warm-up, and "
+                "contrastive_warmup_epochs is 0: set contrastive_warmup_epochs > 0 or warmup_freeze_epochs=0"
+            )
         self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
         seed = self._fit_seed()
         L.seed_everything(seed, workers=True, verbose=False)
@@ -116,6 +121,7 @@ class FittingMixin:
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
             contrastive_warmup_epochs=self.contrastive_warmup_epochs,
+            warmup_freeze_epochs=self.warmup_freeze_epochs,
         )
         ckpt_path = None
         if resume:  # checked before anything (trainer, logger) touches out_dir
