@@ -204,6 +204,19 @@ def test_paper_config_values():
     cpu = load_config(REPO / "configs" / "polymnist_cpu.yaml")
     assert cpu.model.arch == "light" and cpu.model.n_clusters == 10 and cpu.training.accelerator == "cpu"
     assert cpu.training.max_time_minutes == 20
+    # the paper trains by its objective from the first step; the CPU configs warm the encoders up (README)
+    assert (m.contrastive_warmup_epochs, m.warmup_freeze_epochs) == (0, 0)
+    assert (cpu.model.contrastive_warmup_epochs, cpu.model.warmup_freeze_epochs) == (4, 2)
+
+
+def test_the_40_cluster_config_is_the_quickstart_config_with_40_clusters():
+    """``configs/polymnist_cpu_k40.yaml`` differs from the quickstart's only where its comments say."""
+    cpu = load_config(REPO / "configs" / "polymnist_cpu.yaml")
+    k40 = load_config(REPO / "configs" / "polymnist_cpu_k40.yaml")
+    assert k40.model.n_clusters == 40
+    assert k40.model.model_copy(update={"n_clusters": cpu.model.n_clusters}) == cpu.model
+    assert k40.data == cpu.data
+    assert k40.training.max_time_minutes == 27
 
 
 def test_ci_runs_the_readme_test_command():

@@ -4,6 +4,7 @@ objective (an initialisation of the encoders; the model and its objective unchan
 from __future__ import annotations
 
 import csv
+import logging
 from unittest.mock import PropertyMock, patch
 
 import lightning as L
@@ -41,9 +42,11 @@ def metric_rows(path, key: str) -> list[float]:
         return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
 
 
-def test_warmup_trains_only_the_encoders_then_the_objective_takes_over(tmp_path):
+def test_warmup_trains_only_the_encoders_then_the_objective_takes_over(tmp_path, caplog):
     views = two_views()
-    model = CMVAE(epochs=2, contrastive_warmup_epochs=2, **TINY).fit(views)  # all epochs are warm-up
+    with caplog.at_level(logging.WARNING, logger="cmvae"):
+        model = CMVAE(epochs=2, contrastive_warmup_epochs=2, **TINY).fit(views)  # all epochs are warm-up
+    assert "training ended within the contrastive warm-up" in caplog.text  # a model that never met the objective
     # the networks a fit with this seed starts from (built under the same seed as fit builds them)
     torch.manual_seed(0)
     start = CMVAE(**TINY)
@@ -52,7 +55,10 @@ def test_warmup_trains_only_the_encoders_then_the_objective_takes_over(tmp_path)
     assert not changed(snapshot(start.module_.decoders), model.module_.decoders)
     assert changed(snapshot(start.module_.encoders), model.module_.encoders)
     # after the warm-up the objective trains the decoders too
-    after = CMVAE(epochs=3, contrastive_warmup_epochs=2, **TINY).fit(views, out_dir=tmp_path / "run")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cmvae"):
+        after = CMVAE(epochs=3, contrastive_warmup_epochs=2, **TINY).fit(views, out_dir=tmp_path / "run")
+    assert "contrastive warm-up" not in caplog.text
     assert changed(snapshot(start.module_.decoders), after.module_.decoders)
     contrastive = metric_rows(tmp_path / "run", "train/contrastive_epoch")
     assert len(contrastive) == 2  # logged in the two warm-up epochs only
@@ -171,3 +177,37 @@ def test_freezing_without_a_warmup_is_refused_and_the_config_takes_it():
     assert ModelConfig(warmup_freeze_epochs=2).warmup_freeze_epochs == 2
     with pytest.raises(ValueError, match="warmup_freeze_epochs"):
         ModelConfig(warmup_freeze_epochs=-1)
+
+
+class LearningRateAtSteps(L.Callback):
+    """The learning rate of every optimiser step, as the optimiser takes it (after every hook has set it)."""
+
+    def __init__(self) -> None:
+        self.rates: list[tuple[int, float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.rates.append((trainer.current_epoch, optimizer.param_groups[0]["lr"]))
+
+
+def test_the_warmup_steps_at_its_own_learning_rate_then_training_at_its_own():
+    """With ``contrastive_warmup_lr`` the warm-up's steps take that rate and the objective's take ``lr`` (also
+    under a learning-rate schedule); without it every step takes ``lr``."""
+    seen, plain, scheduled = LearningRateAtSteps(), LearningRateAtSteps(), LearningRateAtSteps()
+    CMVAE(epochs=3, contrastive_warmup_epochs=2, contrastive_warmup_lr=1e-4, lr=3e-3, **TINY).fit(
+        two_views(), callbacks=[seen])
+    assert {lr for epoch, lr in seen.rates if epoch < 2} == {1e-4}
+    assert {lr for epoch, lr in seen.rates if epoch == 2} == {3e-3}
+    CMVAE(epochs=3, contrastive_warmup_epochs=2, lr=3e-3, **TINY).fit(two_views(), callbacks=[plain])
+    assert {lr for _, lr in plain.rates} == {3e-3}
+    CMVAE(epochs=4, contrastive_warmup_epochs=2, contrastive_warmup_lr=1e-4, lr=3e-3, lr_decay=0.5, **TINY).fit(
+        two_views(), callbacks=[scheduled])
+    assert {lr for epoch, lr in scheduled.rates if epoch < 2} == {1e-4}
+    assert max(lr for epoch, lr in scheduled.rates if epoch >= 2) <= 3e-3
+    assert min(lr for epoch, lr in scheduled.rates if epoch >= 2) < 3e-3  # the decay still runs after the warm-up
+
+
+def test_the_config_takes_the_warmup_learning_rate():
+    assert ModelConfig(contrastive_warmup_lr=1e-3).contrastive_warmup_lr == 1e-3
+    assert ModelConfig().contrastive_warmup_lr is None
+    with pytest.raises(ValueError, match="contrastive_warmup_lr"):
+        ModelConfig(contrastive_warmup_lr=0.0)

@@ -229,6 +229,9 @@ class ModelConfig(_Strict):
     contrastive_warmup_epochs: int = Field(
         0, ge=0, description="epochs that train the shared-code encoders alone, by the modalities' InfoNCE (CMC), "
         "before the objective; 0: the objective from the first step")
+    contrastive_warmup_lr: float | None = Field(
+        None, gt=0, le=1000, allow_inf_nan=False, description="Adam's learning rate during the contrastive warm-up "
+        "(null: training's lr); the objective's epochs then train at training's lr")
     warmup_freeze_epochs: int = Field(
         0, ge=0, description="epochs after the contrastive warm-up in which the objective trains every network but "
         "the encoders' shared-code branches (frozen: the warm-up's codes are kept while the decoders learn to use them)")

@@ -66,6 +66,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         beta: float = 2.5,
         beta_warmup_epochs: int = 0,
         contrastive_warmup_epochs: int = 0,
+        contrastive_warmup_lr: float | None = None,
         warmup_freeze_epochs: int = 0,
         n_samples: int = 1,
         estimator: str = "elbo",
@@ -104,6 +105,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.contrastive_warmup_epochs = contrastive_warmup_epochs
+        self.contrastive_warmup_lr = contrastive_warmup_lr
         self.warmup_freeze_epochs = warmup_freeze_epochs
         self.n_samples = n_samples
         self.estimator = estimator
@@ -167,6 +169,10 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
                 raise ParameterError(f"seed must be an integer in [0, {MAX_SEED}] (NumPy's seed range), got {self.seed!r}")
         if check_number("lr", self.lr, 0.0, strict=True) > MAX_LR:
             raise ParameterError(f"lr must be a learning rate in (0, {MAX_LR:g}], got {self.lr!r}")
+        warmup_lr = self.contrastive_warmup_lr
+        if warmup_lr is not None and check_number("contrastive_warmup_lr", warmup_lr, 0.0, strict=True) > MAX_LR:
+            raise ParameterError(f"contrastive_warmup_lr must be a learning rate in (0, {MAX_LR:g}] or None, "
+                                 f"got {warmup_lr!r}")
         hint = f"a fraction of training in [0, 1], got {self.lr_decay!r}"
         if check_number("lr_decay", self.lr_decay, 0.0, hint=hint) > 1:
             raise ParameterError(f"lr_decay must be {hint}")

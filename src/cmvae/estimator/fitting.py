@@ -7,6 +7,7 @@ module from the recorded schema, wires the callbacks and restores the previous s
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..schema import ArrayLike, DataSchema, DataValidationError
 from ..training import EpochHistory, TrainingPlan, make_loader, make_trainer, quiet_lightning_warnings, sanity_check
 from .params import ParameterError, fit_seed, resolve_epochs
 from .persistence import one_line
+
+log = logging.getLogger(__name__)
 
 
 E = TypeVar("E", bound="FittingMixin")
@@ -121,6 +124,7 @@ class FittingMixin:
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
             contrastive_warmup_epochs=self.contrastive_warmup_epochs,
+            contrastive_warmup_lr=self.contrastive_warmup_lr,
             warmup_freeze_epochs=self.warmup_freeze_epochs,
         )
         ckpt_path = None
@@ -175,6 +179,13 @@ class FittingMixin:
         with warnings.catch_warnings():
             quiet_lightning_warnings()
             trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+        if 0 < self.contrastive_warmup_epochs and trainer.current_epoch <= self.contrastive_warmup_epochs:
+            log.warning(
+                "training ended within the contrastive warm-up (contrastive_warmup_epochs=%d, %d epoch(s) done): the "
+                "decoders and the cluster prior never trained by the objective, so samples and clusters are not "
+                "meaningful yet; train for more epochs or minutes (or resume)",
+                self.contrastive_warmup_epochs, trainer.current_epoch,
+            )
         self.module_.to("cpu").eval()
         self.history_ = history.history
         return self
