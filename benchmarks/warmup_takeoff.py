@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", default="{}", help="estimator overrides as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    overrides = json.loads(args.set)
+    try:
+        overrides = json.loads(args.set)
+    except json.JSONDecodeError as err:
+        parser.error(f"--set must be a JSON object of estimator overrides: {err}")
+    if not isinstance(overrides, dict):
+        parser.error(f"--set must be a JSON object of estimator overrides, got {args.set!r}")
     train_views, _, test_views, test_labels = load(args.data)
     params = params_from(args.config, {"epochs": args.epochs, "contrastive_warmup_epochs": args.epochs,
                                        "warmup_freeze_epochs": 0, "max_time_minutes": None, "progress": False,
