@@ -61,7 +61,8 @@ def test_summary_is_mean_and_std_over_seeds_per_modality():
 def test_cli_benchmark_runs_every_method_and_writes_the_tables(tmp_path, capsys):
     data = _write_data(tmp_path / "data.npz")
     saved = CMVAE(n_clusters=3, shared_dim=4, private_dim=2, epochs=1, batch_size=32, progress=False)
-    saved.fit([data["view0"], data["view1"]]).save(tmp_path / "saved")
+    (tmp_path / "myrun").mkdir()  # a run folder, as `cmvae train` writes it: the model in model/
+    saved.fit([data["view0"], data["view1"]]).save(tmp_path / "myrun" / "model")
     cfg = {
         "data": {"name": "arrays", "path": "data.npz"},
         "model": {"n_clusters": 3, "shared_dim": 4, "private_dim": 2},
@@ -70,7 +71,7 @@ def test_cli_benchmark_runs_every_method_and_writes_the_tables(tmp_path, capsys)
             "seeds": [0, 1],
             "methods": {
                 "kmeans": {"pca_dim": 4},
-                "cmvae": {"run_dir": "saved"},
+                "cmvae": {"run_dir": "myrun"},
                 "cmc": None,
                 "vade": {"betas": [1.0]},
                 "deepcluster": {"ks": [2], "include_true_k": True, "epochs": 1},
@@ -88,10 +89,11 @@ def test_cli_benchmark_runs_every_method_and_writes_the_tables(tmp_path, capsys)
     counts = {m: sum(r["method"] == m for r in runs) for m in ("k-means", "CMVAE", "CMC", "VaDE", "DeepCluster")}
     assert counts == {"k-means": 6, "CMVAE": 1, "CMC": 2, "VaDE": 4, "DeepCluster": 8}
     assert {r["setting"] for r in runs if r["method"] == "DeepCluster"} == {"K=2", "K=3"}
+    assert [r["setting"] for r in runs if r["method"] == "CMVAE"] == ["saved model myrun"]  # named by the run
     assert all(0.0 <= float(r["acc"]) <= 1.0 for r in runs)
     # the saved CMVAE is scored on the test split exactly as its own score() does
     cmvae_nmi = float(next(r["nmi"] for r in runs if r["method"] == "CMVAE"))
-    direct = CMVAE.load(tmp_path / "saved").score([data["test_view0"], data["test_view1"]], data["test_labels"])
+    direct = CMVAE.load(tmp_path / "myrun" / "model").score([data["test_view0"], data["test_view1"]], data["test_labels"])
     assert cmvae_nmi == pytest.approx(direct["nmi"])
 
     with open(out / "benchmark.csv") as f:

@@ -207,6 +207,11 @@ def test_paper_config_values():
     # the paper trains by its objective from the first step; the CPU configs warm the encoders up (README)
     assert (m.contrastive_warmup_epochs, m.warmup_freeze_epochs) == (0, 0)
     assert (cpu.model.contrastive_warmup_epochs, cpu.model.warmup_freeze_epochs) == (4, 2)
+    # the CPU config ends once the held-out bound stalls after the placement, and the estimator gets that setting
+    assert (cpu.model.cluster_init_when, cpu.model.early_stopping) == ("plateau", True)
+    assert cpu.estimator_kwargs()["early_stopping"] is True
+    off = cpu.model_copy(update={"model": cpu.model.model_copy(update={"early_stopping": False})})
+    assert off.estimator_kwargs()["early_stopping"] is False
 
 
 def test_the_40_cluster_config_is_the_quickstart_config_with_40_clusters():

@@ -52,7 +52,7 @@ def _network_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items() if k.startswith(("encoders", "decoders"))}
 
 
-def _scripted_fit(values: list[float], epochs: int = 12, deadline: int = 10):
+def _scripted_fit(values: list[float], epochs: int = 12, deadline: int = 10, **settings):
     """Fit with ``when="plateau"`` and the held-out bound of epoch e scripted as ``values[e]``; returns the
     estimator, the callback and the networks' weights seen at each evaluation."""
     views, _ = make_data(200)
@@ -74,7 +74,8 @@ def _scripted_fit(values: list[float], epochs: int = 12, deadline: int = 10):
     original = HeldOutBound.evaluate
     HeldOutBound.evaluate = scripted  # type: ignore[method-assign]
     try:
-        model = CMVAE(epochs=epochs, **{**FAST, "cluster_init_epoch": deadline, "cluster_init_when": "plateau"})
+        model = CMVAE(epochs=epochs, **{**FAST, "cluster_init_epoch": deadline, "cluster_init_when": "plateau",
+                                        **settings})
         model.fit(views, callbacks=[Grab()])
     finally:
         HeldOutBound.evaluate = original  # type: ignore[method-assign]
@@ -100,6 +101,21 @@ def test_placement_when_the_held_out_bound_stalls_with_the_best_weights_and_the_
     assert _same(final, snapshots[9]) and not _same(final, snapshots[11])  # ... and the end is epoch 10's
     means = model.module_.prior.means.detach()
     assert means.abs().sum() > 0  # the components were placed (they start at 0)
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_early_stopping_ends_training_once_the_bound_stalls_after_the_placement(early_stopping):
+    # placed after epoch 8 (best at 5); after it the best is epoch 9 (index 8), lower at 10, 11 and 12 (PATIENCE 3):
+    # with early stopping training stops after epoch 12 of 16, without it trains all 16; both end with epoch 9's
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 4.5, 4.6, 4.7, 10.0, 9.0, 9.5, 9.8, 11.0, 12.0, 13.0, 14.0]
+    model, callback, snapshots, after_epoch = _scripted_fit(values, epochs=16, deadline=12,
+                                                            early_stopping=early_stopping)
+    assert callback.placements[0].startswith("after 8 epochs")
+    assert len(model.history_["epoch"]) == (12 if early_stopping else 16)
+    assert len(snapshots) == (12 if early_stopping else 16)
+    final = _network_weights(model.module_)
+    assert _same(final, snapshots[8] if early_stopping else snapshots[15])  # without: epoch 16 rose above 9's
+    assert model.get_params()["early_stopping"] is early_stopping
 
 
 def test_no_placement_on_a_stall_before_half_the_deadline_and_the_deadline_still_holds():

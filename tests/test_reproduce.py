@@ -52,6 +52,16 @@ def test_scales_keep_their_promises():
         assert plan.run_config("cmvae").model.n_clusters > 10
 
 
+def test_the_cpu_scale_trains_cmvae_as_the_40_cluster_cpu_config():
+    """``cmvae reproduce --scale cpu`` trains what ``configs/polymnist_cpu_k40.yaml`` documents (README numbers)."""
+    from cmvae.config import load_config
+
+    k40 = load_config(Path(__file__).resolve().parents[1] / "configs" / "polymnist_cpu_k40.yaml")
+    ours = load_scale("cpu").run_config("cmvae")
+    assert ours.model == k40.model
+    assert ours.training.model_dump(exclude={"progress"}) == k40.training.model_dump(exclude={"progress"})
+
+
 def test_accelerator_override_reaches_every_part():
     plan = load_scale("smoke", accelerator="gpu")
     assert {plan.run_config(p).training.accelerator for p in ("cmvae", "clustering", "compare")} == {"gpu"}

@@ -246,3 +246,13 @@ def test_load_over_random_byte_flips_and_truncations(fitted, saved, name, trunca
             assert name in str(err) and "\n" not in str(err)
         else:
             np.testing.assert_array_equal(loaded.transform(views), fitted.transform(views))
+
+
+def test_a_save_from_before_a_parameter_existed_loads_with_the_value_it_was_trained_with(saved, tmp_path):
+    # early_stopping (added with the held-out bound's stop) and scale_param were not recorded by older saves:
+    # such a model trained on to its last epoch, with softplus scales, whatever today's defaults are
+    path = legacy(saved, tmp_path)
+    edit_config(path, lambda c: [c["params"].pop(k, None) for k in ("early_stopping", "scale_param")])
+    old = CMVAE.load(path)
+    assert old.early_stopping is False and old.scale_param == "softplus"
+    assert CMVAE.load(saved).early_stopping is True

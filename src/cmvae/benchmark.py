@@ -102,13 +102,13 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
     if methods.cmvae is not None:
         sec = methods.cmvae
         if sec.run_dir is not None:
-            folder = Path(sec.run_dir)
-            folder = folder if (folder / "config.json").is_file() else folder / "model"
+            given = Path(sec.run_dir)  # a saved model, or a run folder holding one in model/
+            folder = given if (given / "config.json").is_file() else given / "model"
 
             def load_score(train, views, labels, folder=folder):
                 return CMVAE.load(folder, accelerator=cfg.training.accelerator).score(views, labels)
 
-            yield Job("CMVAE", f"saved model {folder.name}", ALL_MODALITIES, -1, load_score)
+            yield Job("CMVAE", f"saved model {given.name}", ALL_MODALITIES, -1, load_score)
         else:
             for seed in bench.seeds:
                 kwargs = {**cfg.estimator_kwargs(), "seed": seed, "progress": False}

@@ -243,6 +243,10 @@ class ModelConfig(_Strict):
     cluster_init: Literal["kmeans", "random", "uniform"] = "kmeans"
     cluster_init_epoch: int | None = Field(None, ge=0)
     cluster_init_when: Literal["epoch", "ready", "plateau"] = "epoch"
+    early_stopping: bool = Field(
+        True, description="with cluster_init_when: plateau, training ends once the held-out bound has not risen "
+        "for 3 epochs after the placement (the weights kept are those of its best epoch either way); false: every "
+        "epoch, or the whole time limit, is trained")
     posterior_samples: int = Field(16, ge=0)
     scale_param: Literal["softplus", "softmax"] = "softplus"
     encoder_branches: Literal["shared", "separate"] = "separate"

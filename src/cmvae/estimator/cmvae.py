@@ -61,6 +61,7 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
         cluster_init: str = "kmeans",
         cluster_init_epoch: int | None = None,
         cluster_init_when: str = "epoch",
+        early_stopping: bool = True,
         assignment: str = "evidence",
         posterior_samples: int = 16,
         scale_param: str = "softplus",
@@ -76,14 +77,16 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
         if cluster_init_epoch is not None:
             check_int("cluster_init_epoch", cluster_init_epoch, 0)
         check_number("prior_mean_init_std", prior_mean_init_std, 0.0)
-        if not isinstance(learn_prior_scales, (bool, np.bool_)):
-            raise ParameterError(f"learn_prior_scales must be True or False, got {learn_prior_scales!r}")
+        for name, flag in (("learn_prior_scales", learn_prior_scales), ("early_stopping", early_stopping)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ParameterError(f"{name} must be True or False, got {flag!r}")
         self.n_clusters = n_clusters
         self.learn_prior_scales = learn_prior_scales
         self.prior_mean_init_std = prior_mean_init_std
         self.cluster_init = cluster_init
         self.cluster_init_epoch = cluster_init_epoch
         self.cluster_init_when = cluster_init_when
+        self.early_stopping = early_stopping
         self.posterior_samples = posterior_samples
         self.assignment = assignment
         super().__init__(shared_dim=shared_dim, private_dim=private_dim, scale_param=scale_param,
@@ -126,7 +129,8 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
         if self.cluster_init == "kmeans" and self.n_clusters > 1:
             bound = None if held_out is None else HeldOutBound(train, held_out, self._fit_seed(), mask)
             return [KMeansPriorInit(*self._fitted(), train, self.cluster_init_epoch_, self._fit_seed(), mask,
-                                    when=self.cluster_init_when, held_out=bound)]
+                                    when=self.cluster_init_when, held_out=bound,
+                                    early_stopping=bool(self.early_stopping))]
         return []
 
     def _build_module(self, schema: DataSchema) -> CMVAEModule:

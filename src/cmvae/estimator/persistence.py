@@ -36,7 +36,8 @@ FORMAT_VERSION = 1
 #: Values of parameters added after format 1 that reproduce how older saved models were built
 #: (a saved model without the key was trained with this value, whatever today's default is).
 LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote",
-                                  "cluster_init_when": "epoch", "posterior_samples": 0, "weight_init": "torch"}
+                                  "cluster_init_when": "epoch", "posterior_samples": 0, "weight_init": "torch",
+                                  "early_stopping": False}
 
 
 
