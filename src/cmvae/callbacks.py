@@ -433,13 +433,16 @@ class KMeansPriorInit(L.Callback):
             log.info("training stops after %d epochs: the held-out bound has not risen for %d epochs since the "
                      "placement (early_stopping)", trainer.current_epoch + 1, self.PATIENCE)
 
-    def _stalled_since_placement(self, trainer: L.Trainer) -> bool:
-        """With ``early_stopping`` and held-out rows: the components are placed and the held-out bound has not
-        risen for :attr:`PATIENCE` epochs since (training on would only train weights that are not kept)."""
+    def _bound_stalled(self, trainer: L.Trainer) -> bool:
+        """The held-out bound has not risen for :attr:`PATIENCE` epochs (since its last :meth:`HeldOutBound.reset`)."""
         held_out = self.held_out
-        if not (self.early_stopping and self.done and held_out is not None and held_out.best_epoch is not None):
-            return False
-        return trainer.current_epoch - held_out.best_epoch >= self.PATIENCE
+        return held_out is not None and held_out.best_epoch is not None and (
+            trainer.current_epoch - held_out.best_epoch >= self.PATIENCE)
+
+    def _stalled_since_placement(self, trainer: L.Trainer) -> bool:
+        """With ``early_stopping``: the components are placed and the held-out bound has not risen for
+        :attr:`PATIENCE` epochs since (training on would only train weights that are not kept)."""
+        return self.early_stopping and self.done and self._bound_stalled(trainer)
 
     def _placement_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
         """Why the components are placed (again) at the end of this epoch, or None."""
@@ -457,8 +460,7 @@ class KMeansPriorInit(L.Callback):
                 return None
             if due:
                 return f"{where}: the deadline"
-            stalled = trainer.current_epoch - held_out.best_epoch >= self.PATIENCE
-            if progress >= deadline / 2 and stalled:
+            if progress >= deadline / 2 and self._bound_stalled(trainer):
                 return f"{where}: the held-out bound has not risen since epoch {held_out.best_epoch + 1}"
             return None
         if not self.done and progress < deadline / 2:
