@@ -279,11 +279,14 @@ def test_select_clusters_prints_table_writes_figure_and_applies(tiny, tmp_path, 
     assert "K_hat" in out and "mean normalised entropy" in out and "NMI" in out
     report = json.loads((run / "selection.json").read_text())
     assert [s["k"] for s in report["selection"]["steps"]] == [3, 2]
+    assert report["selection"]["assignment"] == CMVAE.load(run / "model").assignment  # the model's predict rule
     assert (run / "cluster_selection.png").stat().st_size > 0
     assert (run / "selection.md").read_text().count("<- K_hat") == 1
     assert (CMVAE.load(run / "model").cluster_weights_ > 0).sum() == 3  # unchanged without --apply
-    assert cli.main(["select-clusters", str(run), "--apply", "--criterion", "entropy_loglik"]) == 0
+    assert cli.main(["select-clusters", str(run), "--apply", "--criterion", "entropy_loglik", "--assignment", "vote"]) == 0
     report = json.loads((run / "selection.json").read_text())
+    assert report["selection"]["assignment"] == "vote"
+    assert "points assigned by vote" in (run / "selection.md").read_text()
     assert "before" in report and "after" in report
     kept = report["selection"]["kept"]
     weights = CMVAE.load(run / "model").cluster_weights_

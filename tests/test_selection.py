@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cmvae import CMVAE
+from cmvae.estimator.params import ParameterError
 from cmvae.schema import DataSchema
 from cmvae.selection import mean_normalised_entropy, select_clusters
 
@@ -59,6 +60,32 @@ def test_pruning_order_renormalisation_vote_and_argmin():
     assert res.n_clusters == 2 == min(res.entropy, key=res.entropy.get)
     assert res.kept == [0, 1]
     assert res.nmi[2] == pytest.approx(1.0)
+
+
+def test_pruning_counts_points_by_the_chosen_assignment_rule():
+    # 3 modalities, 4 clusters. Points 0-2 are clearly cluster 0, points 3-5 cluster 1. Point 6: one
+    # modality is sure of cluster 1, two lean weakly to cluster 2. The paper's vote gives it to 2
+    # (2 votes of 3); the combined evidence to 1 (0.97 x 0.3 x 0.3 beats 0.01 x 0.4 x 0.4).
+    p = torch.full((3, 7, 4), 0.01)
+    p[:, :3, 0] = 0.97
+    p[:, 3:6, 1] = 0.97
+    p[0, 6] = torch.tensor([0.01, 0.97, 0.01, 0.01])
+    p[1:, 6] = torch.tensor([0.2, 0.3, 0.4, 0.1])
+    log_lik = _log_lik_from_posteriors(p)
+    log_pi = torch.full((4,), math.log(0.25))
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    vote = select_clusters(log_lik, log_pi, labels=labels, assignment="vote")
+    evidence = select_clusters(log_lik, log_pi, labels=labels, assignment="evidence")
+    assert vote.steps[0].counts == {0: 3, 1: 3, 2: 1, 3: 0}
+    assert evidence.steps[0].counts == {0: 3, 1: 4, 2: 0, 3: 0}
+    # the emptiest cluster goes first: 3 under the vote; under the evidence 2 and 3 tie at 0 -> lower id
+    assert vote.steps[0].removed == 3 and evidence.steps[0].removed == 2
+    # NMI along the path uses the same rule: at k = 3 the vote still puts point 6 in cluster 2
+    assert vote.nmi[3] < 1.0 and evidence.nmi[3] == pytest.approx(1.0)
+    assert (vote.assignment, evidence.assignment) == ("vote", "evidence")
+    assert vote.to_dict()["assignment"] == "vote"
+    with pytest.raises(ValueError, match="assignment"):
+        select_clusters(log_lik, log_pi, assignment="majority")
 
 
 def test_prior_weights_enter_the_posterior_and_the_pruned_cluster_is_excluded():
@@ -142,6 +169,19 @@ def test_estimator_selection_on_a_hand_set_model_and_apply():
     # selection itself did not change the model: a second run on the pruned model starts at k = 3
     res2 = model.select_clusters([x, x])
     assert max(res2.entropy) == 3
+
+
+def test_estimator_selection_assigns_points_as_its_predict_does():
+    means = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.7, 0.0]])
+    model = _hand_set_model(means, torch.tensor([0.45, 0.45, 0.1]))
+    x = means[torch.as_tensor(np.repeat([0, 1], 20))] + 0.5 * torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    assert model.assignment == "evidence"
+    assert model.select_clusters([x, x]).assignment == "evidence"
+    assert model.select_clusters([x, x], assignment="vote").assignment == "vote"
+    model.assignment = "vote"
+    assert model.select_clusters([x, x]).assignment == "vote"
+    with pytest.raises(ParameterError, match="assignment"):
+        model.select_clusters([x, x], assignment="majority")
 
 
 def test_apply_selection_rejects_invalid_ids():

@@ -112,6 +112,8 @@ class SelectionResult:
     criterion: str
     scores: dict[int, float]
     steps: list[SelectionStep] = field(default_factory=list)
+    #: How points were assigned to clusters while pruning (``"vote"``: the paper; ``"evidence"``).
+    assignment: str = "vote"
     #: Fingerprint of the model's cluster prior the result was computed on (set by
     #: :meth:`cmvae.CMVAE.select_clusters`; ``apply_selection`` refuses a result of another model).
     model_fingerprint: str | None = None
@@ -129,6 +131,7 @@ class SelectionResult:
             "n_clusters": self.n_clusters,
             "kept": self.kept,
             "criterion": self.criterion,
+            "assignment": self.assignment,
             "steps": [asdict(s) for s in self.steps],
         }
 
@@ -153,6 +156,7 @@ def select_clusters(
     log_pi: torch.Tensor,
     *,
     criterion: SelectionCriterion = "entropy",
+    assignment: AssignmentRule = "vote",
     beta: float = 1.0,
     dim_z: int = 1,
     labels: np.ndarray | None = None,
@@ -168,9 +172,11 @@ def select_clusters(
     ``log_pi``: current log prior weights ``[C]`` (-inf for clusters already pruned).
     At each k (from the number of active clusters down to ``min_k``) the posterior over
     the active clusters is computed with pi renormalised over them, each point is assigned
-    by :func:`majority_vote`, and h_k = mean over points of the modality-averaged normalised
-    entropy H(p(c|z_m)) / log k is recorded. The active cluster with the fewest assigned
-    points is then dropped (ties: smaller pi, then lower id).
+    by ``assignment`` (:func:`assign_clusters`: ``"vote"``, the paper's majority vote, or
+    ``"evidence"``, the combined evidence that a model with that rule predicts with), and
+    h_k = mean over points of the modality-averaged normalised entropy H(p(c|z_m)) / log k is
+    recorded. The active cluster with the fewest assigned points is then dropped (ties: smaller
+    pi, then lower id); NMI/ARI at each k use the same assignment.
 
     Scores: ``"entropy"`` -> h_k (the paper); ``"entropy_loglik"`` -> beta * h_k - mean log p(z) / dim_z
     (the authors' released code, with log p(z) = sum_c q(c|z)[log p(z|c) + log pi_c - log q(c|z)],
@@ -182,6 +188,8 @@ def select_clusters(
 
     if criterion not in ("entropy", "entropy_loglik"):
         raise ValueError(f"criterion must be 'entropy' or 'entropy_loglik', got {criterion!r}")
+    if assignment not in ("evidence", "vote"):
+        raise ValueError(f"assignment must be 'evidence' or 'vote', got {assignment!r}")
     if log_lik.dim() != 3 or log_lik.shape[-1] != log_pi.shape[0]:
         raise ValueError(f"log_lik must be [M, N, C] with C = {log_pi.shape[0]}, got {list(log_lik.shape)}")
     active = torch.isfinite(log_pi)
@@ -203,7 +211,7 @@ def select_clusters(
         else:
             log_pz = torch.logsumexp(log_lik[..., ids] + log_pi_k[ids], dim=-1)  # [M, N]
             score = beta * entropy - float(log_pz.mean()) / dim_z
-        assign = ids[majority_vote(log_post)]  # [N] original cluster ids
+        assign = ids[assign_clusters(log_post, log_pi_k[ids], rule=assignment)]  # [N] original cluster ids
         counts = torch.bincount(assign, minlength=log_pi.shape[0])
         step = SelectionStep(
             k=k, entropy=entropy, score=score, active=ids.tolist(), removed=None,
@@ -211,7 +219,8 @@ def select_clusters(
         )
         if eval_log_lik is not None and eval_labels is not None:
             eval_post = _log_posterior_restricted(eval_log_lik, log_pi_k, ids)
-            scores = clustering_scores(np.asarray(eval_labels), ids[majority_vote(eval_post)].numpy())
+            eval_assign = assign_clusters(eval_post, log_pi_k[ids], rule=assignment)
+            scores = clustering_scores(np.asarray(eval_labels), ids[eval_assign].numpy())
             step.nmi, step.ari = float(scores["nmi"]), float(scores["ari"])
         steps.append(step)
         if progress is not None:
@@ -229,6 +238,7 @@ def select_clusters(
         kept=best.active,
         criterion=criterion,
         scores={s.k: s.score for s in steps},
+        assignment=assignment,
         steps=steps,
     )
 

@@ -17,12 +17,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--apply", action="store_true", help="prune the saved model to the chosen clusters")
     p.add_argument("--criterion", choices=("entropy", "entropy_loglik"), default="entropy",
                    help="entropy (the paper, default) or entropy_loglik (the authors' released code)")
+    p.add_argument("--assignment", choices=("evidence", "vote"), default=None,
+                   help="how points are assigned while pruning (default: the model's own predict rule; "
+                   "vote: the paper's majority vote)")
     p.add_argument("--sample", action="store_true", help="use one sample of q(z|x_m) instead of its mean")
     p.set_defaults(func=cmd_select_clusters)
 
 
 def cmd_select_clusters(args: argparse.Namespace) -> int:
     """Algorithm 1 on the training split; NMI/ARI at each k on the test split when it has labels."""
-    select_clusters_run(args.run_dir, criterion=args.criterion, use_mean=not args.sample, apply=args.apply,
+    select_clusters_run(args.run_dir, criterion=args.criterion, assignment=args.assignment, use_mean=not args.sample, apply=args.apply,
                         accelerator=args.accelerator)
     return 0

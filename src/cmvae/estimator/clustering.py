@@ -17,7 +17,7 @@ from ..missing import masked_mean
 from ..schema import ArrayLike
 from ..selection import SelectionResult, assign_clusters, combined_evidence
 from ..selection import select_clusters as prune_clusters
-from .params import ParameterError
+from .params import ParameterError, check_choice
 
 E = TypeVar("E", bound="ClusteringMixin")
 
@@ -66,6 +66,7 @@ class ClusteringMixin:
         labels: ArrayLike | None = None,
         *,
         criterion: str = "entropy",
+        assignment: str | None = None,
         use_mean: bool = True,
         eval_views: Sequence[ArrayLike] | None = None,
         eval_labels: ArrayLike | None = None,
@@ -75,12 +76,16 @@ class ClusteringMixin:
 
         Prunes, one at a time, the cluster with the fewest points assigned on ``views`` and
         returns K_hat = argmin_k of the mean normalised entropy of p(c|z_m) (``criterion=
-        "entropy"``) or of the released code's ``"entropy_loglik"`` score. ``use_mean``: z_m is
-        the posterior mean (else one sample). With labels, NMI/ARI at each k are reported on
+        "entropy"``) or of the released code's ``"entropy_loglik"`` score. Points are assigned
+        as :meth:`predict` assigns them (``assignment=None``: this model's ``assignment`` rule;
+        ``"vote"``: the paper's majority vote; ``"evidence"``). ``use_mean``: z_m is the posterior
+        mean (else one sample). With labels, NMI/ARI at each k are reported on
         ``eval_views``/``eval_labels`` (e.g. a test split), else on ``views``.
         Apply the result with :meth:`apply_selection`.
         """
         module, _ = self._fitted()
+        if assignment is not None:
+            check_choice("assignment", assignment, ("evidence", "vote"))
         log_lik = self._cluster_log_likelihoods(self._input(views), use_mean)
         n = log_lik.shape[1]
         eval_lik = None
@@ -96,6 +101,7 @@ class ClusteringMixin:
             log_lik,
             log_pi,
             criterion=criterion,  # type: ignore[arg-type]
+            assignment=getattr(self, "assignment", "vote") if assignment is None else assignment,  # type: ignore[arg-type]
             beta=self.beta,
             dim_z=self.shared_dim,
             labels=labels_arr,

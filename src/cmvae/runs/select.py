@@ -19,6 +19,7 @@ def select_clusters_run(
     run_dir: str | os.PathLike,
     *,
     criterion: str = "entropy",
+    assignment: str | None = None,
     use_mean: bool = True,
     apply: bool = False,
     accelerator: str = "auto",
@@ -26,7 +27,8 @@ def select_clusters_run(
 ) -> dict[str, Any]:
     """The paper's Algorithm 1 on a finished run: prune the smallest cluster one at a time on the training
     split and pick the k with the lowest mean normalised entropy of p(c|z) (``criterion``: ``entropy``, or
-    the authors' ``entropy_loglik``; ``use_mean=False``: one sample of q(z|x_m)); NMI/ARI at each k on the
+    the authors' ``entropy_loglik``; points assigned by ``assignment``, default the model's predict rule;
+    ``use_mean=False``: one sample of q(z|x_m)); NMI/ARI at each k on the
     test split when it has labels. Prints the table, writes ``cluster_selection.png``,
     ``selection.{md,json}``; ``apply`` prunes the saved model. Returns the report of ``selection.json``."""
     from rich.progress import Progress
@@ -49,12 +51,13 @@ def select_clusters_run(
         result = model.select_clusters(
             views,
             criterion=criterion,
+            assignment=assignment,
             use_mean=use_mean,
             eval_views=eval_views if eval_labels is not None else None,
             eval_labels=eval_labels,
             progress=lambda k: progress.advance(task),
         )
-    table = Table(title=f"Cluster selection ({criterion}) on the train split"
+    table = Table(title=f"Cluster selection ({criterion}, {result.assignment} assignment) on the train split"
                   + (f"; NMI/ARI on the {eval_split} split" if eval_labels is not None else ""))
     for col in ("k", "mean normalised entropy", "score", "NMI", "ARI", "pruned next"):
         table.add_column(col, justify="right")
@@ -84,7 +87,8 @@ def select_clusters_run(
             report["after"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
     (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (run_dir / "selection.md").write_text(
-        f"# Cluster selection for `{run_dir}`\n\nK_hat = {result.n_clusters} (criterion: {criterion}); "
+        f"# Cluster selection for `{run_dir}`\n\nK_hat = {result.n_clusters} (criterion: {criterion}; "
+        f"points assigned by {result.assignment}); "
         f"kept clusters: {result.kept}\n\n" + "\n".join(md) + "\n"
     )
     console.print(f"K_hat = {result.n_clusters}; kept clusters {result.kept}")
