@@ -188,8 +188,6 @@ def select_clusters(
 
     if criterion not in ("entropy", "entropy_loglik"):
         raise ValueError(f"criterion must be 'entropy' or 'entropy_loglik', got {criterion!r}")
-    if assignment not in ("evidence", "vote"):
-        raise ValueError(f"assignment must be 'evidence' or 'vote', got {assignment!r}")
     if log_lik.dim() != 3 or log_lik.shape[-1] != log_pi.shape[0]:
         raise ValueError(f"log_lik must be [M, N, C] with C = {log_pi.shape[0]}, got {list(log_lik.shape)}")
     active = torch.isfinite(log_pi)

@@ -26,6 +26,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_select_clusters(args: argparse.Namespace) -> int:
     """Algorithm 1 on the training split; NMI/ARI at each k on the test split when it has labels."""
-    select_clusters_run(args.run_dir, criterion=args.criterion, assignment=args.assignment, use_mean=not args.sample, apply=args.apply,
-                        accelerator=args.accelerator)
+    select_clusters_run(args.run_dir, criterion=args.criterion, assignment=args.assignment, use_mean=not args.sample,
+                        apply=args.apply, accelerator=args.accelerator)
     return 0
