@@ -15,7 +15,7 @@ import torch
 from cmvae import CMVAE
 from cmvae.clustering_baselines import VaDE
 from cmvae.config import ModelConfig
-from cmvae.estimator.params import ParameterError
+from cmvae.estimator.params import ParameterError, resolve_warmup
 from cmvae.training import TrainingPlan
 
 TINY = dict(n_clusters=2, shared_dim=4, private_dim=2, batch_size=32, progress=False, accelerator="cpu", seed=0)
@@ -115,7 +115,7 @@ def test_one_modality_is_refused_with_one_clear_error():
 
 def test_config_accepts_the_warmup_and_beta_warmup_starts_after_it():
     assert ModelConfig(contrastive_warmup_epochs=3).contrastive_warmup_epochs == 3
-    assert ModelConfig().contrastive_warmup_epochs == 0
+    assert ModelConfig().contrastive_warmup_epochs == "auto"  # CMVAE's default (configs of the paper set 0)
     with pytest.raises(ValueError, match="contrastive_warmup_epochs"):
         ModelConfig(contrastive_warmup_epochs=-1)
     model = CMVAE(epochs=1, **TINY).fit(two_views())
@@ -156,13 +156,25 @@ def shared_branches(model: CMVAE) -> list[torch.Tensor]:
     return [p.detach().clone() for enc in model.module_.encoders for p in getattr(enc, "shared", enc).parameters()]
 
 
+def shared_codes(model: CMVAE, views: list[np.ndarray]) -> torch.Tensor:
+    """The shared-code locations of every row, in eval mode: ``[M, N, shared_dim]``."""
+    module, schema = model.module_, model.schema_
+    module.eval()
+    with torch.no_grad():
+        return module.encode(schema.to_model_input([torch.as_tensor(v) for v in views], "cpu")).z_loc
+
+
 def test_frozen_epochs_keep_the_warmup_codes_and_train_the_rest():
-    """Warm-up 1 epoch, then 2 frozen epochs: the shared-code branches end as the warm-up left them, while the
-    decoders and the private branches train; a third objective epoch moves the shared branches again."""
+    """Warm-up 1 epoch, then 2 frozen epochs: the shared codes end as the warm-up left them (standardised at the
+    switch), while the decoders and the private branches train; a third objective epoch moves them again."""
     views = two_views()
     warm = CMVAE(epochs=1, contrastive_warmup_epochs=1, **TINY).fit(views)
     frozen = CMVAE(epochs=3, contrastive_warmup_epochs=1, warmup_freeze_epochs=2, **TINY).fit(views)
-    assert all(torch.equal(a, b) for a, b in zip(shared_branches(warm), shared_branches(frozen)))
+    before = shared_codes(warm, views)  # all 96 rows: the rows the switch measured
+    expected = (before - before.mean(1, keepdim=True)) / before.std(1, keepdim=True)
+    torch.testing.assert_close(shared_codes(frozen, views), expected, atol=1e-3, rtol=1e-3)
+    assert expected.std(1).min() > 0.99  # ...which the warm-up alone did not give
+    assert before.std(1).max() < 0.9 or before.mean(1).abs().max() > 0.1
     assert changed(snapshot(warm.module_.decoders), frozen.module_.decoders)
     private_before = [p.detach().clone() for enc in warm.module_.encoders for p in enc.private.parameters()]
     assert any(not torch.equal(a, p) for a, p in
@@ -211,3 +223,109 @@ def test_the_config_takes_the_warmup_learning_rate():
     assert ModelConfig().contrastive_warmup_lr is None
     with pytest.raises(ValueError, match="contrastive_warmup_lr"):
         ModelConfig(contrastive_warmup_lr=0.0)
+
+
+class CodeStatisticsAtEpochStart(L.Callback):
+    """Per-dimension mean and standard deviation of each modality's shared codes before every epoch's first step
+    (after the module's own epoch-start hook, which Lightning calls after the callbacks')."""
+
+    def __init__(self, views: list[np.ndarray]) -> None:
+        self.views, self.stats = views, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx:
+            return
+        module, schema = pl_module.module, pl_module.schema
+        was = module.training
+        module.eval()
+        with torch.no_grad():
+            loc = module.encode(schema.to_model_input([torch.as_tensor(v) for v in self.views], "cpu")).z_loc
+        module.train(was)
+        self.stats.append((loc.mean(1), loc.std(1)))
+
+
+def test_the_objective_starts_from_standardised_codes():
+    """The warm-up trains directions only: at the switch each modality's codes are rescaled to mean 0 and
+    standard deviation 1 per dimension (over the training rows), before the objective's first step, with one
+    encoder trunk as with separate branches; the z scales and private codes are left as they were."""
+    views = two_views()
+    for branches in ("separate", "shared"):
+        seen = CodeStatisticsAtEpochStart(views)
+        model = CMVAE(epochs=3, contrastive_warmup_epochs=2, encoder_branches=branches, **TINY)
+        model.fit(views, callbacks=[seen])
+        mean_before, std_before = seen.stats[1]  # after the first warm-up epoch: not standardised
+        mean_after, std_after = seen.stats[2]  # the objective's first epoch, after the switch
+        assert float((std_before - 1).abs().max()) > 0.05 or float(mean_before.abs().max()) > 0.05
+        torch.testing.assert_close(mean_after, torch.zeros_like(mean_after), atol=1e-3, rtol=0)
+        torch.testing.assert_close(std_after, torch.ones_like(std_after), atol=1e-3, rtol=0)
+
+
+def test_standardising_changes_only_the_code_locations():
+    """The layer rescaled gives the codes (loc - mean) / std; the z scales and the private latent's outputs of
+    the same encoder are unchanged."""
+    model = CMVAE(epochs=1, encoder_branches="shared", **TINY).fit(two_views())
+    module, x = model.module_, torch.as_tensor(two_views()[0])
+    module.eval()
+    with torch.no_grad():
+        before = module.encode_modality(0, x)
+        mean, std = torch.full((4,), 0.5), torch.tensor([0.1, 2.0, 1.0, 0.3])
+        assert module.standardise_shared_codes(0, x, mean, std)
+        after = module.encode_modality(0, x)
+    torch.testing.assert_close(after[0], (before[0] - mean) / std, atol=1e-4, rtol=1e-4)
+    for a, b in zip(before[1:], after[1:]):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_encoder_of_another_design_is_left_unchanged_with_a_warning(caplog):
+    """Codes that come out of a nonlinearity cannot be rescaled by their last linear layer: the encoder is left as
+    it was and the fit says so, naming the modality."""
+    from torch import nn
+
+    def squashed(d_in: int) -> nn.Module:  # [B, d_in] -> [B, 2 * (4 + 2)], every output through tanh
+        return nn.Sequential(nn.Linear(d_in, 16), nn.SiLU(), nn.Linear(16, 12), nn.Tanh())
+
+    views = two_views()
+    decoders = [nn.Sequential(nn.Linear(6, 16), nn.SiLU(), nn.Linear(16, d)) for d in (5, 3)]
+    model = CMVAE(epochs=1, encoders=[squashed(5), squashed(3)], decoders=decoders, **TINY)
+    model.fit(views)
+    x = torch.as_tensor(views[0])
+    snapshot_before = snapshot([model.module_.encoders[0]])
+    model.module_.eval()
+    with torch.no_grad():
+        assert not model.module_.standardise_shared_codes(0, x, torch.full((4,), 0.5), torch.full((4,), 0.1))
+    assert not changed(snapshot_before, [model.module_.encoders[0]])
+    with caplog.at_level(logging.WARNING, logger="cmvae"):
+        CMVAE(epochs=2, contrastive_warmup_epochs=1, encoders=[squashed(5), squashed(3)], decoders=decoders,
+              **TINY).fit(views)
+    assert "modalities [0, 1] were not standardised" in caplog.text
+
+
+def test_auto_warmup_is_four_epochs_or_one_in_six_then_half_as_many_frozen():
+    assert resolve_warmup("auto", "auto", 30) == (4, 2)
+    assert resolve_warmup("auto", "auto", 100) == (4, 2)
+    assert resolve_warmup("auto", "auto", 12) == (2, 1)
+    assert resolve_warmup("auto", "auto", 5) == (0, 0)
+    assert resolve_warmup(3, "auto", 30) == (3, 1)
+    assert resolve_warmup("auto", 0, 30) == (4, 0)
+    assert resolve_warmup(0, "auto", 30) == (0, 0)
+
+
+def test_cmvae_warms_up_by_default_and_zero_starts_with_the_objective(tmp_path):
+    """CMVAE's default resolves at fit from the epochs it trains (12 here: 2 warm-up epochs, 1 frozen); 0 keeps the
+    paper's start; the baselines keep 0; a config takes "auto"; saved models from before load with 0."""
+    views = two_views()
+    model = CMVAE(epochs=12, **TINY)
+    assert (model.contrastive_warmup_epochs, model.warmup_freeze_epochs) == ("auto", "auto")
+    model.fit(views, out_dir=tmp_path / "auto")
+    assert model.warmup_epochs_ == (2, 1)
+    assert len(metric_rows(tmp_path / "auto", "train/contrastive_epoch")) == 2
+    plain = CMVAE(epochs=12, contrastive_warmup_epochs=0, **TINY).fit(views, out_dir=tmp_path / "plain")
+    assert plain.warmup_epochs_ == (0, 0)
+    assert metric_rows(tmp_path / "plain", "train/contrastive_epoch") == []
+    assert VaDE(**{**TINY, "private_dim": 0}).contrastive_warmup_epochs == 0
+    assert ModelConfig(contrastive_warmup_epochs="auto", warmup_freeze_epochs="auto").warmup_freeze_epochs == "auto"
+    with pytest.raises(ValueError, match="contrastive_warmup_epochs"):
+        ModelConfig(contrastive_warmup_epochs="sometimes")
+    from cmvae.estimator import LEGACY_PARAMS
+
+    assert LEGACY_PARAMS["contrastive_warmup_epochs"] == 0 and LEGACY_PARAMS["warmup_freeze_epochs"] == 0

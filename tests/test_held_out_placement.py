@@ -75,7 +75,7 @@ def _scripted_fit(values: list[float], epochs: int = 12, deadline: int = 10, **s
     HeldOutBound.evaluate = scripted  # type: ignore[method-assign]
     try:
         model = CMVAE(epochs=epochs, **{**FAST, "cluster_init_epoch": deadline, "cluster_init_when": "plateau",
-                                        **settings})
+                                        "contrastive_warmup_epochs": 0, **settings})  # the script counts every epoch
         model.fit(views, callbacks=[Grab()])
     finally:
         HeldOutBound.evaluate = original  # type: ignore[method-assign]

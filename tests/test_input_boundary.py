@@ -44,7 +44,8 @@ def test_seed_none_fits_with_a_drawn_seed():
      ("likelihood_scale", [0.5, float("nan")]), ("cluster_init_epoch", 0.5), ("max_time_minutes", 0),
      ("max_time_minutes", 1e12), ("gradient_clip_norm", 0.0), ("gradient_clip_norm", "1"),
      ("gradient_clip_norm", float("inf")), ("contrastive_warmup_epochs", -1), ("contrastive_warmup_epochs", 1.5),
-     ("warmup_freeze_epochs", -2), ("contrastive_warmup_lr", 0.0), ("contrastive_warmup_lr", float("nan")),
+     ("warmup_freeze_epochs", -2), ("contrastive_warmup_epochs", "sometimes"), ("warmup_freeze_epochs", True),
+     ("contrastive_warmup_lr", 0.0), ("contrastive_warmup_lr", float("nan")),
      ("contrastive_warmup_lr", "1e-3"), ("early_stopping", "yes"), ("early_stopping", 1)],
 )
 def test_settings_are_type_checked_at_construction(name, value):

@@ -84,6 +84,8 @@ class VaDE(CMVAE):
         if modality < 0:
             raise ValueError(f"modality must be >= 0, got {modality}")
         self.modality = modality
+        kwargs.setdefault("contrastive_warmup_epochs", 0)  # one modality: nothing to contrast
+        kwargs.setdefault("warmup_freeze_epochs", 0)
         super().__init__(
             n_clusters,
             shared_dim,

@@ -226,15 +226,23 @@ class ModelConfig(_Strict):
     likelihood_weights: list[float] | None = None
     beta: float = Field(2.5, ge=0)
     beta_warmup_epochs: int = Field(0, ge=0)
-    contrastive_warmup_epochs: int = Field(
-        0, ge=0, description="epochs that train the shared-code encoders alone, by the modalities' InfoNCE (CMC), "
-        "before the objective; 0: the objective from the first step")
+    contrastive_warmup_epochs: int | Literal["auto"] = Field(
+        0, description="epochs that train the shared-code encoders alone, by the modalities' InfoNCE (CMC), "
+        "before the objective; 0: the objective from the first step; auto: 4, or one in 6 of shorter runs")
     contrastive_warmup_lr: float | None = Field(
         None, gt=0, le=1000, allow_inf_nan=False, description="Adam's learning rate during the contrastive warm-up "
         "(null: training's lr); the objective's epochs then train at training's lr")
-    warmup_freeze_epochs: int = Field(
-        0, ge=0, description="epochs after the contrastive warm-up in which the objective trains every network but "
-        "the encoders' shared-code branches (frozen: the warm-up's codes are kept while the decoders learn to use them)")
+    warmup_freeze_epochs: int | Literal["auto"] = Field(
+        0, description="epochs after the contrastive warm-up in which the objective trains every network but "
+        "the encoders' shared-code branches (frozen: the warm-up's codes are kept while the decoders learn to use them); "
+        "auto: half the warm-up")
+
+    @field_validator("contrastive_warmup_epochs", "warmup_freeze_epochs")
+    @classmethod
+    def _epochs_or_auto(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be an integer >= 0 or 'auto', got {value}")
+        return value
     n_samples: int = Field(1, ge=1)
     estimator: Literal["elbo", "iwae", "dreg"] = "elbo"
     arch: Literal["light", "resnet", "paper"] = "light"

@@ -95,6 +95,10 @@ def make_loader(
     )
 
 
+#: Training rows over which :meth:`TrainingPlan.standardise_codes` measures the codes after the warm-up.
+STANDARDISE_ROWS = 2048
+
+
 def _standardised_directions(codes: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """``codes`` (``[..., B, dim]``) standardised per dimension over the batch (over ``rows``, a ``[B]`` bool mask,
     when given), then L2-normalised; the same shape."""
@@ -223,10 +227,54 @@ class TrainingPlan(L.LightningModule):
         the objective's first steps many times the learning rate; with them carried over, one probed seed had learned
         no digit 12 epochs later, restarted it had from the 4th (RESULTS round 15)."""
         if self.contrastive_warmup_epochs > 0 and self.current_epoch == self.contrastive_warmup_epochs:
+            self.standardise_codes()
             for optimizer in self.trainer.optimizers:
                 optimizer.state.clear()
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
+
+    @torch.no_grad()
+    def standardise_codes(self, rows: int = STANDARDISE_ROWS) -> None:
+        """At the switch to the objective, rescale each encoder so that its shared-code locations have mean 0 and
+        standard deviation 1 per dimension over (up to) ``rows`` training rows, as the contrastive loss saw them
+        (:func:`_standardised_directions`) and as the standard prior on z has them. The warm-up trains directions
+        only, so their scale is arbitrary: on the other image set with the estimator's defaults it ended at a
+        standard deviation of 0.03 under posterior scales of 0.69, a code the decoders cannot read, and the
+        objective's first epoch erased it (RESULTS, round 19). The rows are a fixed random subset of the training
+        set, read from the dataset itself (the epoch's loader is left alone): under DDP every rank measures the
+        same rows and makes the same change."""
+        module, n_modalities = self.module, self.schema.n_modalities
+        dataset = self.trainer.train_dataloader.dataset
+        pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:rows].sort().values
+        was_training = module.training
+        module.eval()
+        sums = torch.zeros(3, n_modalities, module.shared_dim, dtype=torch.float64)
+        probes: list[torch.Tensor | None] = [None] * n_modalities
+        for chunk in pick.split(512):
+            raw, observed = split_batch(dataset.__getitems__(chunk.tolist()), n_modalities)
+            views = self.schema.to_model_input(raw, self.device)
+            for m, x in enumerate(views):
+                if observed is not None:
+                    x = x[observed[:, m].to(self.device, torch.bool)]
+                if x.shape[0] == 0:
+                    continue
+                loc = module.encode_modality(m, x)[0].double().cpu()  # [B_m, shared_dim]
+                sums[:, m] += torch.stack([torch.ones_like(loc).sum(0), loc.sum(0), (loc * loc).sum(0)])
+                probes[m] = x if probes[m] is None else probes[m]
+        count, total, squares = sums
+        unchanged = []
+        for m, probe in enumerate(probes):
+            if probe is None or float(count[m].min()) < 2:
+                unchanged.append(m)
+                continue
+            mean = total[m] / count[m]
+            std = ((squares[m] - count[m] * mean * mean) / (count[m] - 1)).clamp_min(1e-12).sqrt().clamp_min(1e-6)
+            if not module.standardise_shared_codes(m, probe, mean.float().to(self.device), std.float().to(self.device)):
+                unchanged.append(m)
+        module.train(was_training)
+        if unchanged:
+            log.warning("the shared codes of modalities %s were not standardised after the contrastive warm-up: their "
+                        "encoders do not end in a linear layer giving the code locations", unchanged)
 
     def on_train_batch_start(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         """During the contrastive warm-up the optimiser steps at ``contrastive_warmup_lr`` (when given), over any

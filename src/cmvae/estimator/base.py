@@ -26,7 +26,9 @@ from ..nets import ARCHS, WEIGHT_INITS, build_networks
 from ..schema import ArrayLike, DataSchema
 from .encoding import EncodingMixin
 from .fitting import FittingMixin
-from .params import ACCELERATORS, NotFittedError, ParameterError, check_choice, check_int, check_number, is_list
+from .params import (
+    ACCELERATORS, NotFittedError, ParameterError, check_choice, check_epochs_or_auto, check_int, check_number, is_list,
+)
 from .persistence import PersistenceMixin
 from .sampling import SamplingMixin
 
@@ -65,9 +67,9 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         likelihood_weights: Sequence[float] | None = None,
         beta: float = 2.5,
         beta_warmup_epochs: int = 0,
-        contrastive_warmup_epochs: int = 0,
+        contrastive_warmup_epochs: int | str = 0,
         contrastive_warmup_lr: float | None = None,
-        warmup_freeze_epochs: int = 0,
+        warmup_freeze_epochs: int | str = 0,
         n_samples: int = 1,
         estimator: str = "elbo",
         arch: str = "light",
@@ -139,6 +141,7 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
         self.history_: dict[str, list[float]] = {}
         #: The epochs of the last fit (``epochs``, or with ``None`` the number resolved from the data size).
         self.epochs_: int | None = None
+        self.warmup_epochs_: tuple[int, int] | None = None
         self._check_params()
 
     # -- parameters -------------------------------------------------------------------
@@ -158,10 +161,11 @@ class MultimodalEstimator(FittingMixin, EncodingMixin, SamplingMixin, Persistenc
     def _check_params(self) -> None:
         """Type and range of every setting, with a :class:`ParameterError` naming it."""
         for name, minimum in (("shared_dim", 1), ("private_dim", 0), ("batch_size", 1),
-                              ("n_samples", 1), ("beta_warmup_epochs", 0), ("contrastive_warmup_epochs", 0),
-                              ("warmup_freeze_epochs", 0),
+                              ("n_samples", 1), ("beta_warmup_epochs", 0),
                               ("num_workers", 0), ("num_nodes", 1)):
             check_int(name, getattr(self, name), minimum)
+        for name in ("contrastive_warmup_epochs", "warmup_freeze_epochs"):
+            check_epochs_or_auto(name, getattr(self, name))
         if self.epochs is not None:
             check_int("epochs", self.epochs, 1)
         if self.seed is not None:

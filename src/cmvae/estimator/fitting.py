@@ -21,7 +21,7 @@ from ..callbacks import ClusteringMonitor, CompileNetworks, KMeansPriorInit, Lea
 from ..saving import ModelFileError
 from ..schema import ArrayLike, DataSchema, DataValidationError
 from ..training import EpochHistory, TrainingPlan, make_loader, make_trainer, quiet_lightning_warnings, sanity_check
-from .params import ParameterError, fit_seed, resolve_epochs
+from .params import ParameterError, fit_seed, resolve_epochs, resolve_warmup
 from .persistence import one_line
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,14 @@ class FittingMixin:
         continues from its last checkpoint. With ``val_labels``, clustering scores on the
         validation views are logged every epoch.
         """
-        previous = (self.module_, self.schema_, self.history_, self.epochs_)
+        previous = (self.module_, self.schema_, self.history_, self.epochs_, self.warmup_epochs_)
         try:
             return self._fit(views, val_views=val_views, val_labels=val_labels, out_dir=out_dir, resume=resume,
                              callbacks=callbacks, vocabularies=vocabularies, mask=mask, val_mask=val_mask)
         except Exception:
             # a failed fit leaves the estimator as it was (not "fitted" with a half-built model);
             # an interrupted one (Ctrl-C) keeps what it trained
-            self.module_, self.schema_, self.history_, self.epochs_ = previous
+            self.module_, self.schema_, self.history_, self.epochs_, self.warmup_epochs_ = previous
             raise
 
     def _fit(
@@ -91,17 +91,25 @@ class FittingMixin:
         data = self._training_input(views, mask)
         train, train_mask = data.tensors, data.mask
         self._check_fit_settings(data.n_samples)
-        if self.contrastive_warmup_epochs > 0 and len(train) < 2:
+        if isinstance(self.contrastive_warmup_epochs, int) and self.contrastive_warmup_epochs > 0 and len(train) < 2:
             raise ParameterError(
                 f"contrastive_warmup_epochs={self.contrastive_warmup_epochs} contrasts the modalities' shared codes, and "
                 f"the data has {len(train)} modality: use contrastive_warmup_epochs=0"
             )
-        if self.warmup_freeze_epochs > 0 and self.contrastive_warmup_epochs == 0:
+        self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
+        warmup_epochs, freeze_epochs = resolve_warmup(self.contrastive_warmup_epochs, self.warmup_freeze_epochs,
+                                                      self.epochs_)
+        if len(train) < 2:  # "auto" with one modality: nothing to contrast
+            warmup_epochs = 0
+            freeze_epochs = 0 if self.warmup_freeze_epochs == "auto" else freeze_epochs
+        if freeze_epochs > 0 and warmup_epochs == 0:
             raise ParameterError(
                 f"warmup_freeze_epochs={self.warmup_freeze_epochs} keeps the codes of the contrastive warm-up, and "
-                "contrastive_warmup_epochs is 0: set contrastive_warmup_epochs > 0 or warmup_freeze_epochs=0"
+                f"the warm-up has 0 epochs (contrastive_warmup_epochs={self.contrastive_warmup_epochs!r}, "
+                f"{self.epochs_} epochs): set contrastive_warmup_epochs > 0 or warmup_freeze_epochs=0"
             )
-        self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
+        #: The warm-up and frozen-code epochs of the last fit (``"auto"`` resolved).
+        self.warmup_epochs_ = (warmup_epochs, freeze_epochs)
         seed = self._fit_seed()
         L.seed_everything(seed, workers=True, verbose=False)
         if self.module_ is None or not resume:
@@ -123,9 +131,9 @@ class FittingMixin:
             estimator=self.estimator,  # type: ignore[arg-type]
             beta=self.beta,
             beta_warmup_epochs=self.beta_warmup_epochs,
-            contrastive_warmup_epochs=self.contrastive_warmup_epochs,
+            contrastive_warmup_epochs=warmup_epochs,
             contrastive_warmup_lr=self.contrastive_warmup_lr,
-            warmup_freeze_epochs=self.warmup_freeze_epochs,
+            warmup_freeze_epochs=freeze_epochs,
         )
         ckpt_path = None
         if resume:  # checked before anything (trainer, logger) touches out_dir
@@ -179,12 +187,12 @@ class FittingMixin:
         with warnings.catch_warnings():
             quiet_lightning_warnings()
             trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
-        if 0 < self.contrastive_warmup_epochs and trainer.current_epoch <= self.contrastive_warmup_epochs:
+        if 0 < warmup_epochs and trainer.current_epoch <= warmup_epochs:
             log.warning(
                 "training ended within the contrastive warm-up (contrastive_warmup_epochs=%d, %d epoch(s) done): the "
                 "decoders and the cluster prior never trained by the objective, so samples and clusters are not "
                 "meaningful yet; train for more epochs or minutes (or resume)",
-                self.contrastive_warmup_epochs, trainer.current_epoch,
+                warmup_epochs, trainer.current_epoch,
             )
         self.module_.to("cpu").eval()
         self.history_ = history.history

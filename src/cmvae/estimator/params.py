@@ -65,6 +65,30 @@ def resolve_epochs(epochs: int | None, n_samples: int, batch_size: int) -> int:
     return max(DEFAULT_MIN_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / steps_per_epoch))
 
 
+#: ``contrastive_warmup_epochs="auto"`` (CMVAE's default): this many warm-up epochs...
+AUTO_WARMUP_EPOCHS = 4
+#: ... and at most one epoch in this many of the training's (none below that many epochs), then half as many
+#: epochs with the warm-up's codes frozen (``warmup_freeze_epochs="auto"``).
+AUTO_WARMUP_EVERY = 6
+
+
+def resolve_warmup(warmup: int | str, freeze: int | str, epochs: int) -> tuple[int, int]:
+    """(contrastive warm-up epochs, frozen-code epochs) of a fit of ``epochs`` epochs. ``"auto"`` warm-up:
+    ``min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY)`` (30 epochs: 4; 10: 1; under 6: none); ``"auto"``
+    freeze: half the warm-up (rounded down). Integers are kept as given."""
+    warmup_epochs = min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY) if warmup == "auto" else int(warmup)
+    freeze_epochs = warmup_epochs // 2 if freeze == "auto" else int(freeze)
+    return warmup_epochs, freeze_epochs
+
+
+def check_epochs_or_auto(name: str, value: Any) -> None:
+    """``value`` is ``"auto"`` or an integer >= 0, else :class:`ParameterError` naming ``name``."""
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ParameterError(f"{name} must be an integer >= 0 or 'auto', got {value!r}")
+
+
 def pick_device(accelerator: str = "auto") -> torch.device:
     """CUDA when present and allowed, else CPU. Never assumes a GPU."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():

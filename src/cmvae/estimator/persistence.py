@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 #: (a saved model without the key was trained with this value, whatever today's default is).
 LEGACY_PARAMS: dict[str, Any] = {"scale_param": "softplus", "encoder_branches": "shared", "assignment": "vote",
                                   "cluster_init_when": "epoch", "posterior_samples": 0, "weight_init": "torch",
-                                  "early_stopping": False}
+                                  "early_stopping": False, "contrastive_warmup_epochs": 0, "warmup_freeze_epochs": 0}
 
 
 

@@ -95,6 +95,32 @@ class MultimodalVAE(nn.Module):
         parts = [self.encode_modality(m, x) for m, x in enumerate(views)]
         return Posteriors(*(torch.stack(p) for p in zip(*parts)))
 
+    @torch.no_grad()
+    def standardise_shared_codes(self, m: int, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> bool:
+        """Rescale modality ``m``'s encoder so that its shared-code locations become ``(z_loc - mean) / std``
+        (``mean``, ``std``: ``[shared_dim]``), by changing the weights and bias of the linear layer that outputs
+        them (the last ``nn.Linear`` of the encoder's shared branch whose first ``shared_dim`` outputs are the
+        locations; data-dependent initialisation). ``x``: a batch of that modality's model input ``[B, ...]``, on
+        which the result is checked (call in eval mode when the encoder has batch norm or dropout). Returns False,
+        with the encoder unchanged, when no layer gives that result (an encoder of another design)."""
+        dz = self.shared_dim
+        encoder = self.encoders[m]
+        branch = getattr(encoder, "shared", encoder)
+        before = self.encode_modality(m, x)[0]
+        target = (before - mean) / std
+        tolerance = 1e-3 * (1.0 + target.abs().max())
+        candidates = [layer for layer in branch.modules() if isinstance(layer, nn.Linear)
+                      and layer.bias is not None and layer.out_features >= dz]
+        for layer in reversed(candidates):
+            weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
+            layer.weight[:dz] /= std[:, None].to(weight)
+            layer.bias[:dz] = (bias[:dz] - mean.to(bias)) / std.to(bias)
+            if (self.encode_modality(m, x)[0] - target).abs().max() <= tolerance:
+                return True
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+        return False
+
     # -- generation ------------------------------------------------------------------------
     def encode_subset(self, views: Sequence[torch.Tensor | None]) -> tuple[list[int], Posteriors]:
         """Posteriors of the observed modalities only (``None`` = unobserved):
