@@ -308,6 +308,7 @@ def test_auto_warmup_is_four_epochs_or_one_in_six_then_half_as_many_frozen():
     assert resolve_warmup(3, "auto", 30) == (3, 1)
     assert resolve_warmup("auto", 0, 30) == (4, 0)
     assert resolve_warmup(0, "auto", 30) == (0, 0)
+    assert resolve_warmup("auto", "auto", 30, n_modalities=1) == (0, 0)  # one modality: nothing to contrast
 
 
 def test_cmvae_warms_up_by_default_and_zero_starts_with_the_objective(tmp_path):

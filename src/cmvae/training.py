@@ -248,7 +248,7 @@ class TrainingPlan(L.LightningModule):
         pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:rows].sort().values
         was_training = module.training
         module.eval()
-        sums = torch.zeros(3, n_modalities, module.shared_dim, dtype=torch.float64)
+        codes: list[list[torch.Tensor]] = [[] for _ in range(n_modalities)]  # per modality: [B_m, shared_dim] chunks
         probes: list[torch.Tensor | None] = [None] * n_modalities
         for chunk in pick.split(512):
             raw, observed = split_batch(dataset.__getitems__(chunk.tolist()), n_modalities)
@@ -256,20 +256,14 @@ class TrainingPlan(L.LightningModule):
             for m, x in enumerate(views):
                 if observed is not None:
                     x = x[observed[:, m].to(self.device, torch.bool)]
-                if x.shape[0] == 0:
-                    continue
-                loc = module.encode_modality(m, x)[0].double().cpu()  # [B_m, shared_dim]
-                sums[:, m] += torch.stack([torch.ones_like(loc).sum(0), loc.sum(0), (loc * loc).sum(0)])
-                probes[m] = x if probes[m] is None else probes[m]
-        count, total, squares = sums
+                if x.shape[0] > 0:
+                    codes[m].append(module.encode_modality(m, x)[0])
+                    probes[m] = x if probes[m] is None else probes[m]
         unchanged = []
         for m, probe in enumerate(probes):
-            if probe is None or float(count[m].min()) < 2:
-                unchanged.append(m)
-                continue
-            mean = total[m] / count[m]
-            std = ((squares[m] - count[m] * mean * mean) / (count[m] - 1)).clamp_min(1e-12).sqrt().clamp_min(1e-6)
-            if not module.standardise_shared_codes(m, probe, mean.float().to(self.device), std.float().to(self.device)):
+            loc = torch.cat(codes[m]) if codes[m] else None
+            if probe is None or loc is None or loc.shape[0] < 2 or not module.standardise_shared_codes(
+                    m, probe, loc.mean(0), loc.std(0).clamp_min(1e-6)):
                 unchanged.append(m)
         module.train(was_training)
         if unchanged:

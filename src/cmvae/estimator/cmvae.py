@@ -45,8 +45,8 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
     :data:`DEFAULT_MIN_STEPS` optimiser steps) and ``contrastive_warmup_epochs="auto"`` (the first 4 epochs, or
     one in 6 of shorter fits, train the shared-code encoders by CMC's InfoNCE across the modalities, then half as
     many objective epochs keep those codes: on the other image set 0.71 NMI instead of 0.34, on tabular views
-    within 0.01 or better; ``0`` starts with the objective as the paper does). ``configs/polymnist.yaml`` has the paper's PolyMNIST
-    settings; ``arch="paper"`` builds the authors' networks (22.2 M parameters for 5 PolyMNIST
+    within 0.01 or better; ``0`` starts with the objective as the paper does). ``configs/polymnist.yaml`` has
+    the paper's PolyMNIST settings; ``arch="paper"`` builds the authors' networks (22.2 M parameters for 5 PolyMNIST
     modalities), meant for a GPU.
     """
 

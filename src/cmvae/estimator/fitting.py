@@ -91,17 +91,14 @@ class FittingMixin:
         data = self._training_input(views, mask)
         train, train_mask = data.tensors, data.mask
         self._check_fit_settings(data.n_samples)
-        if isinstance(self.contrastive_warmup_epochs, int) and self.contrastive_warmup_epochs > 0 and len(train) < 2:
+        self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
+        warmup_epochs, freeze_epochs = resolve_warmup(self.contrastive_warmup_epochs, self.warmup_freeze_epochs,
+                                                      self.epochs_, len(train))
+        if warmup_epochs > 0 and len(train) < 2:
             raise ParameterError(
                 f"contrastive_warmup_epochs={self.contrastive_warmup_epochs} contrasts the modalities' shared codes, and "
                 f"the data has {len(train)} modality: use contrastive_warmup_epochs=0"
             )
-        self.epochs_ = resolve_epochs(self.epochs, data.n_samples, self.batch_size)
-        warmup_epochs, freeze_epochs = resolve_warmup(self.contrastive_warmup_epochs, self.warmup_freeze_epochs,
-                                                      self.epochs_)
-        if len(train) < 2:  # "auto" with one modality: nothing to contrast
-            warmup_epochs = 0
-            freeze_epochs = 0 if self.warmup_freeze_epochs == "auto" else freeze_epochs
         if freeze_epochs > 0 and warmup_epochs == 0:
             raise ParameterError(
                 f"warmup_freeze_epochs={self.warmup_freeze_epochs} keeps the codes of the contrastive warm-up, and "

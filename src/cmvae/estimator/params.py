@@ -72,11 +72,15 @@ AUTO_WARMUP_EPOCHS = 4
 AUTO_WARMUP_EVERY = 6
 
 
-def resolve_warmup(warmup: int | str, freeze: int | str, epochs: int) -> tuple[int, int]:
-    """(contrastive warm-up epochs, frozen-code epochs) of a fit of ``epochs`` epochs. ``"auto"`` warm-up:
-    ``min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY)`` (30 epochs: 4; 10: 1; under 6: none); ``"auto"``
-    freeze: half the warm-up (rounded down). Integers are kept as given."""
-    warmup_epochs = min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY) if warmup == "auto" else int(warmup)
+def resolve_warmup(warmup: int | str, freeze: int | str, epochs: int, n_modalities: int = 2) -> tuple[int, int]:
+    """(contrastive warm-up epochs, frozen-code epochs) of a fit of ``epochs`` epochs on ``n_modalities``.
+    ``"auto"`` warm-up: ``min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY)`` (30 epochs: 4; 10: 1; under 6:
+    none), none with one modality (nothing to contrast); ``"auto"`` freeze: half the warm-up (rounded down).
+    Integers are kept as given."""
+    if warmup == "auto":
+        warmup_epochs = min(AUTO_WARMUP_EPOCHS, epochs // AUTO_WARMUP_EVERY) if n_modalities >= 2 else 0
+    else:
+        warmup_epochs = int(warmup)
     freeze_epochs = warmup_epochs // 2 if freeze == "auto" else int(freeze)
     return warmup_epochs, freeze_epochs
 
