@@ -129,6 +129,20 @@ def test_no_placement_on_a_stall_before_half_the_deadline_and_the_deadline_still
     assert np.isfinite(model.predict_proba(make_data(20)[0])).all()
 
 
+def test_after_a_contrastive_warm_up_a_stall_places_before_half_the_deadline():
+    # 2 warm-up epochs (no bound tracked in them), then the script: best at epoch 3 (index 0), lower at 4, 5 and 6;
+    # half of the deadline would be 7 of 16 epochs, but the warm-up has trained the codes: placed after epoch 6
+    values = [1.0, 0.5, 0.6, 0.7] + [2.0 + e for e in range(12)]
+    model, callback, snapshots, after_epoch = _scripted_fit(values, epochs=16, deadline=14, early_stopping=False,
+                                                            contrastive_warmup_epochs=2, warmup_freeze_epochs=0)
+    assert model.warmup_epochs_ == (2, 0)
+    assert callback.placements[0].startswith("after 6 epochs") and "weights of epoch 3" in callback.placements[0]
+    assert _same(after_epoch[5], snapshots[0])  # epoch 3's weights put back at the placement
+    # the same script without the warm-up waits for the floor and then for the deadline: the bound rises after 6
+    _, without, _, _ = _scripted_fit(values, epochs=16, deadline=14, early_stopping=False)
+    assert without.placements[0].startswith("after 14 epochs") and "the deadline" in without.placements[0]
+
+
 def test_held_out_bound_is_reproducible_and_leaves_the_random_state_alone():
     views, _ = make_data(120)
     model = CMVAE(epochs=1, **{**FAST, "cluster_init_when": "plateau"}).fit(views)

@@ -263,7 +263,8 @@ class KMeansPriorInit(L.Callback):
     the shared content at a speed that varies between seeds and data sets, so a clock may place the
     components on a latent that does not hold the clusters yet.
 
-    ``when="plateau"``: the same time is the deadline, and from half of it on the placement comes as soon
+    ``when="plateau"``: the same time is the deadline, and from half of it on (from the end of the contrastive
+    warm-up on, when the plan has one: :meth:`_stall_floor`) the placement comes as soon
     as the bound on ``held_out`` (:class:`HeldOutBound`: rows that training never steps on) has not risen for
     ``PATIENCE`` epochs; the weights of its best epoch are put back before k-means. After the placement the
     best held-out bound is tracked again, and training ends with the weights of its best epoch (early stopping,
@@ -444,6 +445,17 @@ class KMeansPriorInit(L.Callback):
         :attr:`PATIENCE` epochs since (training on would only train weights that are not kept)."""
         return self.early_stopping and self.done and self._bound_stalled(trainer)
 
+    @staticmethod
+    def _stall_floor(pl_module: L.LightningModule, deadline: float) -> float:
+        """Share of training from which a stalled held-out bound places the components (``when="plateau"``).
+
+        Without a contrastive warm-up, half the deadline: the bound can be flat before the shared content's onset
+        (the cross-modal terms learn nothing until the codes hold it), and a placement then would cluster a latent
+        without it. After a warm-up the objective starts from codes that already hold it (the bound is tracked
+        from its first epoch on), so a stall places at once: with the floor the 40-cluster runs trained about 9
+        epochs past the bound's best and threw them away (benchmarks/RESULTS.md, rounds 19-20)."""
+        return 0.0 if getattr(pl_module, "contrastive_warmup_epochs", 0) > 0 else deadline / 2
+
     def _placement_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
         """Why the components are placed (again) at the end of this epoch, or None."""
         progress = self._progress(trainer)
@@ -460,7 +472,7 @@ class KMeansPriorInit(L.Callback):
                 return None
             if due:
                 return f"{where}: the deadline"
-            if progress >= deadline / 2 and self._bound_stalled(trainer):
+            if progress >= self._stall_floor(pl_module, deadline) and self._bound_stalled(trainer):
                 return f"{where}: the held-out bound has not risen since epoch {held_out.best_epoch + 1}"
             return None
         if not self.done and progress < deadline / 2:
