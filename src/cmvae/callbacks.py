@@ -507,11 +507,7 @@ class KMeansPriorInit(L.Callback):
         After the placement the objective's prior term fits the components to the *training* rows' unimodal
         posteriors; once the networks memorise those rows, and wherever the unimodal codes differ by modality, the
         components drift off the clusters of new data's codes. Started from the trained means, each component keeps
-        its identity (and its samples) and moves to the centroid of the new data's codes nearest to it. When the
-        trained means sit in a worse k-means partition of those codes (two clusters merged, one split) than fresh
-        k-means++ starts find, the better partition wins and its centroids are matched to the components
-        (:meth:`~cmvae.priors.ClusterPrior.init_from_codes`): in the quickstart the trained means' partition had the
-        higher sum of squares in all of 6 runs (benchmarks/RESULTS.md, round 20)."""
+        its identity (and its samples) and moves to the centroid of the new data's codes nearest to it."""
         held_out = self.held_out
         assert held_out is not None
         prior = self.module.prior  # type: ignore[union-attr]
