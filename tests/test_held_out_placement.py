@@ -232,15 +232,12 @@ def test_placing_again_from_the_means_keeps_each_components_identity():
 
 
 def test_a_placement_keeps_the_best_of_several_k_means_starts():
-    from cmvae.priors import KMEANS_RESTARTS, ClusterPrior, _kmeans
+    from cmvae.priors import ClusterPrior
     from sklearn.cluster import KMeans
 
-    generator = torch.Generator().manual_seed(1)
-    codes = torch.randn(400, 4, generator=generator).double().numpy()  # no clusters: many local optima
-    inertia = lambda labels, centres: float(((codes - centres[labels]) ** 2).sum())  # noqa: E731
-    labels, centres = _kmeans(codes, 12, seed=0)
-    single = [KMeans(12, init="k-means++", n_init=1, random_state=s).fit(codes).inertia_ for s in range(20)]
-    assert KMEANS_RESTARTS >= 10 and inertia(labels, centres) <= np.median(single)
-    prior = ClusterPrior(12, 4)
-    returned = prior.init_from_codes(torch.as_tensor(codes))
-    assert torch.equal(returned, torch.as_tensor(labels))
+    codes = torch.randn(400, 4, generator=torch.Generator().manual_seed(1)).double()  # no clusters: many local optima
+    labels = ClusterPrior(12, 4).init_from_codes(codes)
+    inertia = sum(float(((codes[labels == j] - codes[labels == j].mean(0)) ** 2).sum()) for j in range(12))
+    single = [KMeans(12, init="k-means++", n_init=1, random_state=s).fit(codes.numpy()).inertia_ for s in range(20)]
+    best_of_3 = KMeans(12, init="k-means++", n_init=3, random_state=0).fit(codes.numpy()).inertia_  # the number before
+    assert inertia <= np.median(single) and inertia < best_of_3 - 1.0  # 604.1 vs 611.0 for these codes

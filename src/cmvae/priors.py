@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -178,16 +177,19 @@ class ClusterPrior(nn.Module):
         codes and erases the sizes that Algorithm 1 prunes by (NMI at k = 10 0.907 -> 0.871, K_hat 11 -> 14 on one
         40-cluster run; benchmarks/RESULTS.md, round 20).
         """
+        from sklearn.cluster import KMeans
+
         codes = codes.detach().double().cpu()
         if codes.shape[0] > max_points:
             codes = codes[torch.randperm(codes.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
         active = self.active_ids()
         if codes.shape[0] < len(active):
             raise ValueError(f"need at least {len(active)} codes to initialise {len(active)} clusters")
-        start = self.means.detach()[active].double().cpu().numpy() if from_means else None
-        labels_np, centers_np = _kmeans(codes.numpy(), len(active), seed, start)
-        labels = torch.as_tensor(labels_np)
-        centers = torch.as_tensor(centers_np, dtype=self.means.dtype)
+        start = self.means.detach()[active].double().cpu().numpy() if from_means else "k-means++"
+        km = KMeans(n_clusters=len(active), init=start, n_init=1 if from_means else KMEANS_RESTARTS,
+                    random_state=seed).fit(codes.numpy())
+        labels = torch.as_tensor(km.labels_)
+        centers = torch.as_tensor(km.cluster_centers_, dtype=self.means.dtype)
         counts = torch.bincount(labels, minlength=len(active)).to(self.logits.dtype).clamp_min(1.0)
         ids = torch.as_tensor(active, device=self.means.device)
         self.means[ids] = centers.to(self.means.device)
@@ -254,15 +256,3 @@ class PrivatePriors(nn.Module):
         """Samples from the fixed prior p(w): ``shape + (dim,)``."""
         return self.family.noise((*shape, self.dim), like)
 
-
-def _kmeans(codes: np.ndarray, k: int, seed: int, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """k-means of ``codes`` ``[N, dim]`` into ``k`` clusters: (labels ``[N]``, centroids ``[k, dim]``), the best of
-    :data:`KMEANS_RESTARTS` k-means++ starts, or with ``start`` ``[k, dim]`` one run from it (centroid ``j`` is where
-    ``start[j]`` converged)."""
-    from sklearn.cluster import KMeans
-
-    if start is not None:
-        km = KMeans(n_clusters=k, init=start, n_init=1, random_state=seed).fit(codes)
-    else:
-        km = KMeans(n_clusters=k, init="k-means++", n_init=KMEANS_RESTARTS, random_state=seed).fit(codes)
-    return km.labels_, km.cluster_centers_
