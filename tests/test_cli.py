@@ -293,6 +293,25 @@ def test_select_clusters_prints_table_writes_figure_and_applies(tiny, tmp_path, 
     assert sorted(np.flatnonzero(weights > 0).tolist()) == sorted(kept)
 
 
+def test_select_clusters_tie_tolerance(tiny, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    assert cli.main(["select-clusters", str(run), "--tie-tolerance", "0"]) == 0
+    selection = json.loads((run / "selection.json").read_text())["selection"]
+    assert selection["tie_tolerance"] == 0.0
+    scores = {s["k"]: s["score"] for s in selection["steps"]}
+    assert selection["n_clusters"] == selection["minimum_k"] == min(scores, key=lambda k: (scores[k], -k))
+    assert "SE above min" in (run / "selection.md").read_text()
+    before = (run / "selection.json").read_bytes()
+    capsys.readouterr()
+    for bad in ("-1", "nan", "two"):
+        assert cli.main(["select-clusters", str(run), "--tie-tolerance", bad]) == 2
+        assert "argument --tie-tolerance: expected a finite number >= 0" in capsys.readouterr().err
+    assert (run / "selection.json").read_bytes() == before  # nothing rewritten
+
+
 def test_select_clusters_missing_run(tmp_path, capsys):
     assert cli.main(["select-clusters", str(tmp_path / "nope")]) == 2
     assert_one_line_error(capsys.readouterr().err, "run folder not found")

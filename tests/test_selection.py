@@ -12,7 +12,7 @@ from torch import nn
 from cmvae import CMVAE
 from cmvae.estimator.params import ParameterError
 from cmvae.schema import DataSchema
-from cmvae.selection import mean_normalised_entropy, select_clusters
+from cmvae.selection import mean_normalised_entropy, paired_standard_errors, select_clusters
 
 
 def _log_lik_from_posteriors(post: torch.Tensor) -> torch.Tensor:
@@ -104,6 +104,44 @@ def test_ties_in_the_score_go_to_the_larger_k_and_k_one_is_never_chosen():
     res = select_clusters(log_lik, torch.full((3,), math.log(1 / 3)))
     assert set(res.entropy) == {3, 2}
     assert res.n_clusters == 3
+
+
+def test_paired_standard_errors_by_hand():
+    base = torch.tensor([0.3, 0.1, 0.4, 0.2])
+    scores = {4: base + torch.tensor([1.0, 0.0, 1.0, 0.0]), 3: base, 2: base + 0.5, 1: base.clone()}
+    se = paired_standard_errors(scores, best=3)
+    # differences [1, 0, 1, 0]: mean 0.5, sample std 0.5774, standard error 0.2887 -> 1.732 standard errors
+    assert se[4] == pytest.approx(0.5 / (math.sqrt(1 / 3) / 2), rel=1e-6)
+    assert se[3] == 0.0 and se[1] == 0.0  # the minimum itself, and a k equal on every point
+    assert se[2] > 1e6  # above on every point by the same amount: no noise, a real difference
+
+
+def test_a_lowest_score_within_its_noise_is_a_tie_won_by_the_larger_k():
+    torch.manual_seed(2)
+    # 60 diffuse posteriors over 5 clusters: h_k falls as clusters go whatever the data, by amounts of
+    # the order of its noise over 60 points
+    post = torch.distributions.Dirichlet(torch.full((5,), 0.3)).sample((1, 60))
+    log_lik, log_pi = _log_lik_from_posteriors(post), torch.full((5,), math.log(0.2))
+    exact = select_clusters(log_lik, log_pi, tie_tolerance=0.0)
+    tied = select_clusters(log_lik, log_pi)  # the default tolerance, 2 standard errors
+    assert exact.n_clusters == min(exact.scores, key=lambda k: (exact.scores[k], -k)) == 2  # the paper's argmin
+    assert tied.minimum_k == 2 and tied.tie_tolerance == 2.0
+    chosen = next(s for s in tied.steps if s.k == tied.n_clusters)
+    assert tied.n_clusters > 2 and chosen.score > tied.scores[2] and 0 < chosen.se_above_min <= 2.0
+    assert all(s.se_above_min > 2.0 for s in tied.steps if s.k > tied.n_clusters)
+    # the reported distances are the paired ones, recomputed here from each point's normalised entropy
+    for step in tied.steps:
+        ids = torch.tensor(step.active)
+        def point_entropy(ids: torch.Tensor) -> torch.Tensor:
+            q = post[..., ids] / post[..., ids].sum(-1, keepdim=True)
+            return (-(q * q.clamp_min(1e-30).log()).sum(-1) / math.log(len(ids)))[0]
+        diff = (point_entropy(ids) - point_entropy(torch.tensor(tied.steps[-1].active))).double()
+        expected = 0.0 if step.k == 2 else float(diff.mean() / (diff.std() / math.sqrt(60)))
+        assert step.se_above_min == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    assert select_clusters(log_lik, log_pi, tie_tolerance=1e9).n_clusters == 5
+    for bad in (-1.0, float("nan"), float("inf"), "2"):
+        with pytest.raises(ValueError, match="tie_tolerance"):
+            select_clusters(log_lik, log_pi, tie_tolerance=bad)  # type: ignore[arg-type]
 
 
 def test_entropy_loglik_criterion_and_bad_arguments():

@@ -310,6 +310,7 @@ def save_entropy_curve(
     ari: Sequence[float] | None = None,
     chosen_k: int | None = None,
     title: str | None = None,
+    minimum_k: int | None = None,
 ) -> Path:
     """Entropy vs. number of clusters ``k``; NMI/ARI on a twin axis if given.
 
@@ -321,6 +322,7 @@ def save_entropy_curve(
         ari: optional ARI at each ``k``, shape ``[K]`` (right axis).
         chosen_k: if given, a dashed vertical line marks it.
         title: optional title.
+        minimum_k: if given and not ``chosen_k``, a grey dotted line marks the lowest entropy's k.
 
     Returns:
         The output path.
@@ -354,6 +356,9 @@ def save_entropy_curve(
         ax2.set_ylabel("score")
     if chosen_k is not None:
         handles.append(ax.axvline(chosen_k, color="tab:red", linestyle=":", label=f"chosen k = {chosen_k}"))
+    if minimum_k is not None and minimum_k != chosen_k:
+        handles.append(ax.axvline(minimum_k, color="tab:gray", linestyle=":",
+                                  label=f"lowest score at k = {minimum_k} (a tie)"))
     ax.legend(handles=handles, loc="best", fontsize=8)
     if title:
         ax.set_title(title)

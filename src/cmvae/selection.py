@@ -83,6 +83,10 @@ def assign_clusters(
 
 SelectionCriterion = Literal["entropy", "entropy_loglik"]
 
+#: Algorithm 1's tie rule, widened to the score's sampling noise: a k whose mean score lies within this many
+#: paired standard errors of the lowest counts as tied with it, and ties go to the larger k (see select_clusters).
+DEFAULT_TIE_TOLERANCE = 2.0
+
 
 @dataclass
 class SelectionStep:
@@ -96,6 +100,8 @@ class SelectionStep:
     counts: dict[int, int]
     nmi: float | None = None
     ari: float | None = None
+    #: The mean score's distance above the lowest one, in standard errors of the paired difference.
+    se_above_min: float = 0.0
 
 
 @dataclass
@@ -117,6 +123,10 @@ class SelectionResult:
     #: Fingerprint of the model's cluster prior the result was computed on (set by
     #: :meth:`cmvae.CMVAE.select_clusters`; ``apply_selection`` refuses a result of another model).
     model_fingerprint: str | None = None
+    #: The k of the lowest score (the paper's K_hat when ``tie_tolerance`` is 0).
+    minimum_k: int | None = None
+    #: Scores within this many paired standard errors of the lowest count as ties (the larger k wins).
+    tie_tolerance: float = 0.0
 
     @property
     def nmi(self) -> dict[int, float]:
@@ -132,6 +142,8 @@ class SelectionResult:
             "kept": self.kept,
             "criterion": self.criterion,
             "assignment": self.assignment,
+            "minimum_k": self.minimum_k,
+            "tie_tolerance": self.tie_tolerance,
             "steps": [asdict(s) for s in self.steps],
         }
 
@@ -142,13 +154,31 @@ def _log_posterior_restricted(log_lik: torch.Tensor, log_pi: torch.Tensor, activ
     return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
 
 
-def mean_normalised_entropy(log_post: torch.Tensor) -> float:
-    """Mean over data of the modality-averaged H(p(c|z_m)) / log k for ``[M, N, k]`` log-posteriors."""
+def normalised_entropies(log_post: torch.Tensor) -> torch.Tensor:
+    """Each point's modality-averaged H(p(c|z_m)) / log k ``[N]`` for ``[M, N, k]`` log-posteriors."""
     k = log_post.shape[-1]
     if k < 2:
         raise ValueError("normalised entropy needs at least 2 active clusters")
     entropy = -(log_post.exp() * log_post).nan_to_num(0.0).sum(-1) / math.log(k)  # [M, N]
-    return float(entropy.mean(0).mean())
+    return entropy.mean(0)
+
+
+def mean_normalised_entropy(log_post: torch.Tensor) -> float:
+    """Mean over data of the modality-averaged H(p(c|z_m)) / log k for ``[M, N, k]`` log-posteriors."""
+    return float(normalised_entropies(log_post).mean())
+
+
+def paired_standard_errors(point_scores: dict[int, torch.Tensor], best: int) -> dict[int, float]:
+    """How far each k's mean score lies above k = ``best``'s, in standard errors of the paired difference:
+    ``{k: mean(s_k - s_best) / (std(s_k - s_best) / sqrt(N))}`` for per-point scores ``{k: [N]}``
+    (0 where the two agree on every point, ``inf`` where they differ by the same amount on every point)."""
+    out: dict[int, float] = {}
+    for k, scores in point_scores.items():
+        diff = (scores - point_scores[best]).double()
+        mean = float(diff.mean())
+        se = float(diff.std()) / math.sqrt(diff.numel()) if diff.numel() > 1 else 0.0
+        out[k] = mean / se if se > 0 else (0.0 if mean <= 0 else math.inf)
+    return out
 
 
 def select_clusters(
@@ -163,6 +193,7 @@ def select_clusters(
     eval_log_lik: torch.Tensor | None = None,
     eval_labels: np.ndarray | None = None,
     min_k: int = 2,
+    tie_tolerance: float = DEFAULT_TIE_TOLERANCE,
     progress: Callable[[int], None] | None = None,
 ) -> SelectionResult:
     """Algorithm 1: prune the cluster with the fewest points, one at a time, and pick the k
@@ -181,8 +212,11 @@ def select_clusters(
     Scores: ``"entropy"`` -> h_k (the paper); ``"entropy_loglik"`` -> beta * h_k - mean log p(z) / dim_z
     (the authors' released code, with log p(z) = sum_c q(c|z)[log p(z|c) + log pi_c - log q(c|z)],
     ``dim_z`` the shared latent size).
-    K_hat = argmin over k of the score (ties: the larger k). With labels, NMI/ARI at each k are
-    computed on ``eval_log_lik``/``eval_labels`` when given, else on the selection data.
+    K_hat: the paper takes the argmin over k of the score, ties going to the larger k. Here a tie is
+    a score not significantly above the minimum: K_hat = the largest k whose mean score lies within
+    ``tie_tolerance`` standard errors of the minimum's (the paired difference over the same points;
+    ``tie_tolerance=0``: the paper's exact argmin). With labels, NMI/ARI at each k are computed on
+    ``eval_log_lik``/``eval_labels`` when given, else on the selection data.
     """
     from .metrics import clustering_scores
 
@@ -191,24 +225,30 @@ def select_clusters(
     if log_lik.dim() != 3 or log_lik.shape[-1] != log_pi.shape[0]:
         raise ValueError(f"log_lik must be [M, N, C] with C = {log_pi.shape[0]}, got {list(log_lik.shape)}")
     active = torch.isfinite(log_pi)
+    if isinstance(tie_tolerance, bool) or not isinstance(tie_tolerance, (int, float)) or not tie_tolerance >= 0 \
+            or not math.isfinite(tie_tolerance):
+        raise ValueError(f"tie_tolerance must be a finite number >= 0 (standard errors), got {tie_tolerance!r}")
     if int(active.sum()) < min_k:
         raise ValueError(f"need at least {min_k} active clusters to select from, have {int(active.sum())}")
     if eval_log_lik is None and labels is not None:
         eval_log_lik, eval_labels = log_lik, labels
     pi = log_pi.exp().clone()
     steps: list[SelectionStep] = []
+    point_scores: dict[int, torch.Tensor] = {}  # {k: [N]} each point's score, for the tie rule
     while True:
         ids = torch.nonzero(active).flatten()
         k = int(ids.numel())
         log_pi_k = torch.full_like(log_pi, float("-inf"))
         log_pi_k[ids] = torch.log(pi[ids] / pi[ids].sum())
         log_post = _log_posterior_restricted(log_lik, log_pi_k, ids)  # [M, N, k]
-        entropy = mean_normalised_entropy(log_post)
+        point_entropy = normalised_entropies(log_post)  # [N]
+        entropy = float(point_entropy.mean())
         if criterion == "entropy":
-            score = entropy
+            point_scores[k] = point_entropy
         else:
             log_pz = torch.logsumexp(log_lik[..., ids] + log_pi_k[ids], dim=-1)  # [M, N]
-            score = beta * entropy - float(log_pz.mean()) / dim_z
+            point_scores[k] = beta * point_entropy - log_pz.mean(0) / dim_z
+        score = float(point_scores[k].mean())
         assign = ids[assign_clusters(log_post, log_pi_k[ids], rule=assignment)]  # [N] original cluster ids
         counts = torch.bincount(assign, minlength=log_pi.shape[0])
         step = SelectionStep(
@@ -229,7 +269,11 @@ def select_clusters(
         order = sorted(ids.tolist(), key=lambda c: (int(counts[c]), float(pi[c]), c))
         step.removed = order[0]
         active[order[0]] = False
-    best = min(steps, key=lambda s: (s.score, -s.k))
+    minimum = min(steps, key=lambda s: (s.score, -s.k))
+    above = paired_standard_errors(point_scores, minimum.k)
+    for s in steps:
+        s.se_above_min = above[s.k]
+    best = max((s for s in steps if above[s.k] <= tie_tolerance), key=lambda s: s.k)
     return SelectionResult(
         n_clusters=best.k,
         entropy={s.k: s.entropy for s in steps},
@@ -238,5 +282,7 @@ def select_clusters(
         scores={s.k: s.score for s in steps},
         assignment=assignment,
         steps=steps,
+        minimum_k=minimum.k,
+        tie_tolerance=float(tie_tolerance),
     )
 

@@ -15,9 +15,9 @@ import torch
 from ..inputs import Input, check_labels
 from ..missing import masked_mean
 from ..schema import ArrayLike
-from ..selection import SelectionResult, assign_clusters, combined_evidence
+from ..selection import DEFAULT_TIE_TOLERANCE, SelectionResult, assign_clusters, combined_evidence
 from ..selection import select_clusters as prune_clusters
-from .params import ParameterError, check_choice
+from .params import ParameterError, check_choice, check_number
 
 E = TypeVar("E", bound="ClusteringMixin")
 
@@ -70,6 +70,7 @@ class ClusteringMixin:
         use_mean: bool = True,
         eval_views: Sequence[ArrayLike] | None = None,
         eval_labels: ArrayLike | None = None,
+        tie_tolerance: float = DEFAULT_TIE_TOLERANCE,
         progress: Any = None,
     ) -> SelectionResult:
         """Post-hoc choice of the number of clusters (the paper's Algorithm 1); the model is unchanged.
@@ -79,13 +80,16 @@ class ClusteringMixin:
         "entropy"``) or of the released code's ``"entropy_loglik"`` score. Points are assigned
         as :meth:`predict` assigns them (``assignment=None``: this model's ``assignment`` rule;
         ``"vote"``: the paper's majority vote; ``"evidence"``). ``use_mean``: z_m is the posterior
-        mean (else one sample). With labels, NMI/ARI at each k are reported on
-        ``eval_views``/``eval_labels`` (e.g. a test split), else on ``views``.
+        mean (else one sample). ``tie_tolerance``: a k whose score lies within that many standard errors
+        of the lowest counts as a tie, and ties go to the larger k (0: the paper's exact argmin).
+        With labels, NMI/ARI at each k are reported on ``eval_views``/``eval_labels`` (e.g. a test
+        split), else on ``views``.
         Apply the result with :meth:`apply_selection`.
         """
         module, _ = self._fitted()
         if assignment is not None:
             check_choice("assignment", assignment, ("evidence", "vote"))
+        tie_tolerance = check_number("tie_tolerance", tie_tolerance, 0.0)
         log_lik = self._cluster_log_likelihoods(self._input(views), use_mean)
         n = log_lik.shape[1]
         eval_lik = None
@@ -107,6 +111,7 @@ class ClusteringMixin:
             labels=labels_arr,
             eval_log_lik=eval_lik,
             eval_labels=eval_labels,
+            tie_tolerance=tie_tolerance,
             progress=progress,
         )
         result.model_fingerprint = self._prior_fingerprint()

@@ -103,6 +103,7 @@ def run_selection(ctx: PartContext) -> dict[str, Any]:
         png = save_entropy_curve(
             [s["k"] for s in steps], [s["entropy"] for s in steps], ctx.folder / f"figure2_seed{run['seed']}.png",
             nmi=[s["nmi"] for s in steps], ari=[s["ari"] for s in steps], chosen_k=run["k_hat"],
+            minimum_k=run["selection"].get("minimum_k"),  # the paper's exact argmin, where the tie rule moved K_hat
             title=f"Algorithm 1, seed {run['seed']}: K = {run['k_over']} -> K_hat = {run['k_hat']} "
                   f"(true {cm['true_k']})",
         )
