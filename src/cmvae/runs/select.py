@@ -91,15 +91,14 @@ def select_clusters_run(
         model.save(run_dir / "model", overwrite=True)
         if eval_labels is not None:
             report["after"] = clustering_scores(np.asarray(eval_labels), model.predict(eval_views))
+    tie_rule = (f"lowest score at k = {result.minimum_k}; scores within {result.tie_tolerance:g} standard errors "
+                "of it are ties, won by the larger k")
     (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (run_dir / "selection.md").write_text(
         f"# Cluster selection for `{run_dir}`\n\nK_hat = {result.n_clusters} (criterion: {criterion}; "
-        f"points assigned by {result.assignment}; lowest score at k = {result.minimum_k}, ties within "
-        f"{result.tie_tolerance:g} standard errors go to the larger k); "
-        f"kept clusters: {result.kept}\n\n" + "\n".join(md) + "\n"
+        f"points assigned by {result.assignment}; {tie_rule}); kept clusters: {result.kept}\n\n" + "\n".join(md) + "\n"
     )
-    console.print(f"K_hat = {result.n_clusters} (lowest score at k = {result.minimum_k}; scores within "
-                  f"{result.tie_tolerance:g} standard errors of it are ties, won by the larger k); kept clusters {result.kept}")
+    console.print(f"K_hat = {result.n_clusters} ({tie_rule}); kept clusters {result.kept}")
     for key in ("before", "after"):
         if key in report:
             sc = report[key]
