@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cmvae import CMVAE
-from cmvae.benchmark import summarise, to_markdown
+from cmvae.benchmark import plan_jobs, summarise, to_markdown
 from cmvae.cli import main
 from cmvae.config import ConfigError, config_from_dict
 
@@ -103,6 +103,41 @@ def test_cli_benchmark_runs_every_method_and_writes_the_tables(tmp_path, capsys)
     seeds = [float(r["nmi"]) for r in runs if r["method"] == "VaDE" and r["modality"] == "0"]
     assert float(vade0["nmi_mean"]) == pytest.approx(np.mean(seeds)) and vade0["n_seeds"] == "2"
     assert "±" in (out / "benchmark.md").read_text()
+
+
+def test_a_methods_time_limit_and_learning_rate_reach_each_of_its_fits(monkeypatch):
+    made, rates = [], []
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            made.append((type(self).__name__, kwargs.get("max_time_minutes")))
+            rates.append((type(self).__name__, kwargs.get("lr")))
+
+        def fit(self, train):
+            return self
+
+        def score(self, views, labels):
+            return {"nmi": 0.0, "ari": 0.0, "acc": 0.0, "n_clusters_used": 1}
+
+    for name in ("CMC", "VaDE", "DeepCluster"):
+        monkeypatch.setattr(f"cmvae.clustering_baselines.{name}", type(name, (Recorder,), {}))
+    monkeypatch.setattr("cmvae.estimator.CMVAE", type("CMVAE", (Recorder,), {}))
+    methods = {"cmc": {"max_time_minutes": 1.5, "lr": 1e-3}, "vade": {"betas": [1.0], "max_time_minutes": 0.5},
+               "deepcluster": {"ks": [2], "include_true_k": False}, "cmvae": {}}
+    cfg = config_from_dict({"training": {"max_time_minutes": 5, "lr": 3e-3},
+                            "benchmark": {"seeds": [0], "modalities": [0], "methods": methods}})
+    for job in plan_jobs(cfg, n_modalities=2, true_k=3):
+        job.run([], [], np.zeros(0))
+    # its own section's limit; a trained CMVAE keeps training.max_time_minutes; a baseline without one has none
+    assert sorted(made) == [("CMC", 1.5), ("CMVAE", 5.0), ("DeepCluster", None), ("VaDE", 0.5)]
+    assert sorted(rates) == [("CMC", 1e-3), ("CMVAE", 3e-3), ("DeepCluster", 3e-3), ("VaDE", 3e-3)]  # own, else training's
+    made.clear()
+    for job in plan_jobs(config_from_dict({"training": {"max_time_minutes": 5}, "benchmark": {
+            "seeds": [0], "modalities": [0], "methods": {"cmvae": {"max_time_minutes": 2}}}}), 2, 3):
+        job.run([], [], np.zeros(0))
+    assert made == [("CMVAE", 2.0)]
+    with pytest.raises(ConfigError, match=r"benchmark\.methods\.cmc\.max_time_minutes"):
+        config_from_dict({"benchmark": {"methods": {"cmc": {"max_time_minutes": 0}}}})
 
 
 def test_cli_benchmark_errors_are_one_line(tmp_path, capsys):

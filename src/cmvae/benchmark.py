@@ -12,7 +12,9 @@ split (the training split when there is no labelled test split) and writes
 
 Settings a method does not take from its own section come from the run's ``model``
 (``shared_dim``, ``arch``, likelihood) and ``training`` (``epochs``, ``batch_size``, ``lr``,
-``accelerator``) sections, so every method uses the same networks and latent size.
+``accelerator``) sections, so every method uses the same networks and latent size; a method's own
+``epochs`` and ``lr`` replace the training section's. Its ``max_time_minutes`` caps each of its fits' training (whichever of it and ``epochs`` comes first):
+the same limit for every trained method compares them at one wall-clock budget.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import BenchmarkConfig, RunConfig
+from .config import BenchmarkConfig, MethodSection, RunConfig
 from .data.run_data import load_data
 from .metrics import kmeans_baseline
 from .schema import DataValidationError
@@ -65,11 +67,12 @@ def _fit_score(make: Callable[[], Any]) -> Callable[[list[np.ndarray], list[np.n
     return run
 
 
-def _common(cfg: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
-    """Settings every trained baseline shares with the run's CMVAE."""
+def _common(cfg: RunConfig, sec: MethodSection, seed: int) -> dict[str, Any]:
+    """Settings every trained baseline shares with the run's CMVAE, and its section's training limits."""
     t = cfg.training
-    common = {"shared_dim": cfg.model.shared_dim, "arch": cfg.model.arch, "epochs": epochs or t.epochs,
-              "batch_size": t.batch_size, "lr": t.lr, "seed": seed, "accelerator": t.accelerator, "progress": False}
+    common = {"shared_dim": cfg.model.shared_dim, "arch": cfg.model.arch, "epochs": sec.epochs or t.epochs,
+              "batch_size": t.batch_size, "lr": sec.lr or t.lr, "seed": seed, "accelerator": t.accelerator, "progress": False,
+              "max_time_minutes": sec.max_time_minutes}
     if common["epochs"] is None:  # each method's default training length
         del common["epochs"]
     return common
@@ -114,13 +117,15 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
                 kwargs = {**cfg.estimator_kwargs(), "seed": seed, "progress": False}
                 if sec.epochs is not None:
                     kwargs["epochs"] = sec.epochs
+                kwargs.update({key: value for key, value in (("lr", sec.lr), ("max_time_minutes", sec.max_time_minutes))
+                               if value is not None})
                 yield Job("CMVAE", f"K={cfg.model.n_clusters}, beta={cfg.model.beta}", ALL_MODALITIES, seed,
                           _fit_score(lambda kw=kwargs: CMVAE(**kw)))
     if methods.cmc is not None:
         sec = methods.cmc
         for seed in bench.seeds:
             yield Job("CMC", f"tau={sec.temperature}, K={k}", ALL_MODALITIES, seed, _fit_score(
-                lambda seed=seed, sec=sec: CMC(k, temperature=sec.temperature, **_common(cfg, sec.epochs, seed))))
+                lambda seed=seed, sec=sec: CMC(k, temperature=sec.temperature, **_common(cfg, sec, seed))))
     if methods.vade is not None:
         sec = methods.vade
         for beta in sec.betas:
@@ -130,7 +135,7 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
                         lambda beta=beta, m=m, seed=seed, sec=sec: VaDE(
                             k, modality=m, beta=beta, latent_family=sec.latent_family,
                             learn_prior_scales=sec.learn_prior_scales, cluster_init_epoch=sec.cluster_init_epoch,
-                            **lik, **_common(cfg, sec.epochs, seed))))
+                            **lik, **_common(cfg, sec, seed))))
     if methods.deepcluster is not None:
         sec = methods.deepcluster
         ks = list(dict.fromkeys([*sec.ks, *([true_k] if sec.include_true_k else [])]))
@@ -139,7 +144,7 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
                 for seed in bench.seeds:
                     yield Job("DeepCluster", f"K={kk}", str(m), seed, _fit_score(
                         lambda kk=kk, m=m, seed=seed, sec=sec: DeepCluster(
-                            kk, modality=m, pca_dim=sec.pca_dim, **_common(cfg, sec.epochs, seed))))
+                            kk, modality=m, pca_dim=sec.pca_dim, **_common(cfg, sec, seed))))
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -436,10 +436,15 @@ class CompareConfig(_Strict):
 # ---------------------------------------------------------------------- benchmark
 
 
-class _MethodSection(_Strict):
+class MethodSection(_Strict):
     """A method of the clustering benchmark (``method: null`` = run it with the defaults)."""
 
     epochs: int | None = Field(None, ge=1, description="training epochs (default: training.epochs)")
+    lr: float | None = Field(None, gt=0, description="learning rate (default: training.lr)")
+    max_time_minutes: float | None = Field(
+        None, gt=0, le=1e9, description="wall-clock limit of each fit's training, in minutes (whichever of it and "
+        "epochs comes first); give every trained method the same limit to compare them at one budget (default: "
+        "training.max_time_minutes for a trained CMVAE, none for the baselines)")
 
 
 class KMeansBenchmark(_Strict):
@@ -448,7 +453,7 @@ class KMeansBenchmark(_Strict):
     pca_dim: int = Field(50, ge=1)
 
 
-class VaDEBenchmark(_MethodSection):
+class VaDEBenchmark(MethodSection):
     """Unimodal VaDE, one run per beta and modality."""
 
     betas: list[float] = Field(default_factory=lambda: [1.0, 2.5], min_length=1)
@@ -457,7 +462,7 @@ class VaDEBenchmark(_MethodSection):
     cluster_init_epoch: int | None = Field(None, ge=0)
 
 
-class DeepClusterBenchmark(_MethodSection):
+class DeepClusterBenchmark(MethodSection):
     """Unimodal DeepCluster, one run per K and modality."""
 
     ks: list[int] = Field(default_factory=lambda: [10, 35, 100])
@@ -465,13 +470,13 @@ class DeepClusterBenchmark(_MethodSection):
     pca_dim: int = Field(256, ge=1)
 
 
-class CMCBenchmark(_MethodSection):
+class CMCBenchmark(MethodSection):
     """Multi-view CMC + k-means with the benchmark's number of clusters."""
 
     temperature: float = Field(0.1, gt=0)
 
 
-class CMVAEBenchmark(_MethodSection):
+class CMVAEBenchmark(MethodSection):
     """CMVAE: trained per seed with the run's model/training sections, or a saved model evaluated once."""
 
     run_dir: str | None = Field(
