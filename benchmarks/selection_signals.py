@@ -103,7 +103,8 @@ def report(model, views, test_views, test_labels, compose: bool = False) -> None
     print("\n| k | test NMI | " + " | ".join(SIGNALS) + " | share-vs-pi |\n" + "|---" * (len(SIGNALS) + 3) + "|")
     for k in sorted(nmi, reverse=True):
         if k <= 20:
-            print(f"| {k} | {nmi[k]:.3f} | " + " | ".join(f"{means[s][k]:.4f}" for s in SIGNALS) + f" | {share_kl[k]:.3f} |")
+            values = " | ".join(f"{means[s][k]:.4f}" for s in SIGNALS)
+            print(f"| {k} | {nmi[k]:.3f} | {values} | {share_kl[k]:.3f} |")
 
 
 def main() -> None:
@@ -115,9 +116,12 @@ def main() -> None:
     parser.add_argument("--compose", action="store_true", help="print the labels inside each cluster for k 6-14")
     args = parser.parse_args()
     if args.run:
-        from cmvae.runs.folder import load_run
+        from cmvae.runs.folder import RunError, load_run
 
-        _, model, data = load_run(args.run, "cpu")
+        try:
+            _, model, data = load_run(args.run, "cpu")
+        except RunError as error:
+            sys.exit(f"selection_signals.py: {error}")
         model.module_.prior.set_active(range(model.n_clusters))
         views, _ = data.split("train")
         test_views, test_labels = data.split("test")

@@ -130,7 +130,8 @@ def test_a_methods_time_limit_and_learning_rate_reach_each_of_its_fits(monkeypat
         job.run([], [], np.zeros(0))
     # its own section's limit; a trained CMVAE keeps training.max_time_minutes; a baseline without one has none
     assert sorted(made) == [("CMC", 1.5), ("CMVAE", 5.0), ("DeepCluster", None), ("VaDE", 0.5)]
-    assert sorted(rates) == [("CMC", 1e-3), ("CMVAE", 3e-3), ("DeepCluster", 3e-3), ("VaDE", 3e-3)]  # own, else training's
+    # its own rate, else the training section's
+    assert sorted(rates) == [("CMC", 1e-3), ("CMVAE", 3e-3), ("DeepCluster", 3e-3), ("VaDE", 3e-3)]
     made.clear()
     for job in plan_jobs(config_from_dict({"training": {"max_time_minutes": 5}, "benchmark": {
             "seeds": [0], "modalities": [0], "methods": {"cmvae": {"max_time_minutes": 2}}}}), 2, 3):

@@ -13,8 +13,9 @@ split (the training split when there is no labelled test split) and writes
 Settings a method does not take from its own section come from the run's ``model``
 (``shared_dim``, ``arch``, likelihood) and ``training`` (``epochs``, ``batch_size``, ``lr``,
 ``accelerator``) sections, so every method uses the same networks and latent size; a method's own
-``epochs`` and ``lr`` replace the training section's. Its ``max_time_minutes`` caps each of its fits' training (whichever of it and ``epochs`` comes first):
-the same limit for every trained method compares them at one wall-clock budget.
+``epochs`` and ``lr`` replace the training section's. Its ``max_time_minutes`` caps each of its fits'
+training (whichever of it and ``epochs`` comes first): the same limit for every trained method
+compares them at one wall-clock budget.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _common(cfg: RunConfig, sec: MethodSection, seed: int) -> dict[str, Any]:
     """Settings every trained baseline shares with the run's CMVAE, and its section's training limits."""
     t = cfg.training
     common = {"shared_dim": cfg.model.shared_dim, "arch": cfg.model.arch, "epochs": sec.epochs or t.epochs,
-              "batch_size": t.batch_size, "lr": sec.lr or t.lr, "seed": seed, "accelerator": t.accelerator, "progress": False,
-              "max_time_minutes": sec.max_time_minutes}
+              "batch_size": t.batch_size, "lr": sec.lr or t.lr, "max_time_minutes": sec.max_time_minutes,
+              "seed": seed, "accelerator": t.accelerator, "progress": False}
     if common["epochs"] is None:  # each method's default training length
         del common["epochs"]
     return common
@@ -115,10 +116,9 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
         else:
             for seed in bench.seeds:
                 kwargs = {**cfg.estimator_kwargs(), "seed": seed, "progress": False}
-                if sec.epochs is not None:
-                    kwargs["epochs"] = sec.epochs
-                kwargs.update({key: value for key, value in (("lr", sec.lr), ("max_time_minutes", sec.max_time_minutes))
-                               if value is not None})
+                for key in ("epochs", "lr", "max_time_minutes"):  # the section's own, else the training section's
+                    if getattr(sec, key) is not None:
+                        kwargs[key] = getattr(sec, key)
                 yield Job("CMVAE", f"K={cfg.model.n_clusters}, beta={cfg.model.beta}", ALL_MODALITIES, seed,
                           _fit_score(lambda kw=kwargs: CMVAE(**kw)))
     if methods.cmc is not None:
