@@ -106,12 +106,14 @@ def test_cli_benchmark_runs_every_method_and_writes_the_tables(tmp_path, capsys)
 
 
 def test_a_methods_time_limit_and_learning_rate_reach_each_of_its_fits(monkeypatch):
-    made, rates = [], []
+    made, rates, stopping = [], [], []
 
     class Recorder:
         def __init__(self, *args, **kwargs):
             made.append((type(self).__name__, kwargs.get("max_time_minutes")))
             rates.append((type(self).__name__, kwargs.get("lr")))
+            if "early_stopping" in kwargs:
+                stopping.append((type(self).__name__, kwargs["early_stopping"]))
 
         def fit(self, train):
             return self
@@ -132,6 +134,12 @@ def test_a_methods_time_limit_and_learning_rate_reach_each_of_its_fits(monkeypat
     assert sorted(made) == [("CMC", 1.5), ("CMVAE", 5.0), ("DeepCluster", None), ("VaDE", 0.5)]
     # its own rate, else the training section's
     assert sorted(rates) == [("CMC", 1e-3), ("CMVAE", 3e-3), ("DeepCluster", 3e-3), ("VaDE", 3e-3)]
+    assert ("CMC", True) in stopping  # CMC's held-out early stopping is on unless its section turns it off
+    stopping.clear()
+    for job in plan_jobs(config_from_dict({"benchmark": {"seeds": [0], "methods": {
+            "cmc": {"early_stopping": False}}}}), 2, 3):
+        job.run([], [], np.zeros(0))
+    assert stopping == [("CMC", False)]
     made.clear()
     for job in plan_jobs(config_from_dict({"training": {"max_time_minutes": 5}, "benchmark": {
             "seeds": [0], "modalities": [0], "methods": {"cmvae": {"max_time_minutes": 2}}}}), 2, 3):

@@ -10,6 +10,7 @@ import torch
 
 import cmvae
 from cmvae import CMC, CMVAE, DataValidationError, DeepCluster, NotFittedError, VaDE
+from cmvae.clustering_baselines import PATIENCE
 from cmvae.distributions import likelihood
 from cmvae.metrics import clustering_accuracy, clustering_scores, hungarian_mapping, kmeans_baseline
 from cmvae.models.cmc import CMCModule
@@ -242,3 +243,34 @@ def test_vade_default_mixture_does_not_collapse_into_one_cluster():
     labels = model.predict(views)
     assert len(np.unique(labels)) == 3
     assert clustering_scores(y, labels)["nmi"] > 0.8
+
+
+def test_cmc_stops_when_its_held_out_info_nce_stops_falling_and_keeps_that_epochs_weights():
+    """Views that share nothing but their pairing: the training rows can only be memorised, so the held-out
+    InfoNCE cannot keep falling and the fit stops PATIENCE epochs after its best, with the best epoch's weights."""
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(400, 6)).astype(np.float32)]
+    model = CMC(n_clusters=3, shared_dim=4, epochs=60, batch_size=32, lr=3e-3, seed=0, progress=False,
+                accelerator="cpu").fit(views)
+    held_losses = model.history_["held_out/info_nce"]
+    assert len(held_losses) < 60
+    assert model.best_epoch_ is not None and len(held_losses) == model.best_epoch_ + PATIENCE
+    assert held_losses[model.best_epoch_ - 1] == min(held_losses)
+    rows = model._held_out_rows(400)
+    assert rows is not None and rows.shape == (40,)
+    module, schema = model._fitted()
+    with torch.no_grad():
+        final = float(module.loss(schema.to_model_input([torch.as_tensor(v)[rows] for v in views], "cpu")))
+    assert final == pytest.approx(min(held_losses), rel=1e-5)
+
+
+def test_cmc_without_early_stopping_or_with_too_few_rows_trains_every_epoch():
+    views, _ = _blobs(300)
+    model = CMC(n_clusters=3, shared_dim=4, epochs=3, batch_size=64, seed=0, progress=False,
+                early_stopping=False).fit(views)
+    assert model.best_epoch_ is None and "held_out/info_nce" not in model.history_
+    assert model._held_out_rows(300) is None
+    small = CMC(n_clusters=3, shared_dim=4, epochs=2, seed=0, progress=False)
+    assert small._held_out_rows(14) is None and small._held_out_rows(20) is not None
+    with pytest.raises(TypeError, match="early_stopping"):
+        CMC(early_stopping="yes")

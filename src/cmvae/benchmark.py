@@ -125,7 +125,8 @@ def plan_jobs(cfg: RunConfig, n_modalities: int, true_k: int) -> Iterator[Job]:
         sec = methods.cmc
         for seed in bench.seeds:
             yield Job("CMC", f"tau={sec.temperature}, K={k}", ALL_MODALITIES, seed, _fit_score(
-                lambda seed=seed, sec=sec: CMC(k, temperature=sec.temperature, **_common(cfg, sec, seed))))
+                lambda seed=seed, sec=sec: CMC(k, temperature=sec.temperature, early_stopping=sec.early_stopping,
+                                              **_common(cfg, sec, seed))))
     if methods.vade is not None:
         sec = methods.vade
         for beta in sec.betas:

@@ -246,6 +246,27 @@ class HeldOutBound:
         self.best, self.best_epoch, self.best_state = state.get("best"), state.get("best_epoch"), state.get("best_state")
 
 
+class HeldOutEarlyStopping(L.Callback):
+    """Early stopping on a held-out bound: after every epoch :meth:`HeldOutBound.update` on ``held_out``; training
+    stops once the bound has not risen for ``patience`` epochs and, however it ends (its epochs, its time limit or
+    this stop), ends with the weights of its best epoch. For one-process plans with ``module`` and ``bound(batch)``
+    (higher is better), e.g. :class:`cmvae.CMC`'s; ``values`` holds the bound after each epoch."""
+
+    def __init__(self, held_out: HeldOutBound, patience: int = 3) -> None:
+        self.held_out = held_out
+        self.patience = patience
+        self.values: list[float] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.values.append(self.held_out.update(pl_module, trainer.current_epoch))
+        best_epoch = self.held_out.best_epoch
+        if best_epoch is not None and trainer.current_epoch - best_epoch >= self.patience:
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.held_out.restore(pl_module.module)  # type: ignore[arg-type]
+
+
 class KMeansPriorInit(L.Callback):
     """Place the cluster components on k-means centroids of the posterior means (VaDE's
     initialisation, without a separate pre-training run) once the shared latent holds clusters.

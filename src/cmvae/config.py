@@ -474,6 +474,8 @@ class CMCBenchmark(MethodSection):
     """Multi-view CMC + k-means with the benchmark's number of clusters."""
 
     temperature: float = Field(0.1, gt=0)
+    early_stopping: bool = Field(True, description="stop once the InfoNCE on 10 % of the training rows held out of "
+                                 "the steps has not fallen for 3 epochs, with the best epoch's weights")
 
 
 class CMVAEBenchmark(MethodSection):
