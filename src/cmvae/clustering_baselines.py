@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from .callbacks import HeldOutBound, HeldOutEarlyStopping, KMeansPriorInit
 from .estimator import CMVAE, NotFittedError, check_choice, check_int, check_number, fit_seed, pick_device
-from .estimator.cmvae import HELD_OUT_FRACTION, HELD_OUT_MAX
+from .estimator.cmvae import HELD_OUT_FRACTION, HELD_OUT_MAX, held_out_pick
 from .inputs import Input, TrainingRules, prepare_input, select_modality
 from .metrics import clustering_scores
 from .models.cmc import CMCModule
@@ -435,8 +435,7 @@ class CMC(_RepresentationClusterer):
         n_held = min(HELD_OUT_MAX, round(HELD_OUT_FRACTION * n_samples))
         if not self.early_stopping or n_held < 2 or n_samples - n_held < 2:
             return None
-        generator = torch.Generator().manual_seed(self._fit_seed() + 1)
-        return torch.randperm(n_samples, generator=generator)[:n_held].sort().values
+        return held_out_pick(n_samples, n_held, self._fit_seed())
 
     def _build(self, schema: DataSchema) -> CMCModule:
         return CMCModule(self._encoders(schema), self.shared_dim, self.temperature)
@@ -451,19 +450,17 @@ class CMC(_RepresentationClusterer):
         if train[0].shape[0] < 2:
             raise DataValidationError("CMC needs at least 2 samples (in-batch negatives)")
         held = self._held_out_rows(train[0].shape[0])
-        callbacks: list[L.Callback] = []
+        stopping = None if held is None else HeldOutEarlyStopping(HeldOutBound(train, held, self._fit_seed()), PATIENCE)
         steps_on = train
         if held is not None:
-            stopping = HeldOutEarlyStopping(HeldOutBound(train, held, self._fit_seed()), PATIENCE)
-            callbacks.append(stopping)
             kept = torch.ones(train[0].shape[0], dtype=torch.bool)
             kept[held] = False
             steps_on = [x[kept] for x in train]
         loader = make_loader(steps_on, self.batch_size, shuffle=True, seed=self._fit_seed())
-        self._run(_LossPlan(module, schema, lambda views, _extra: module.loss(views), self.lr), loader, callbacks)
-        if held is not None:
+        plan = _LossPlan(module, schema, lambda views, _extra: module.loss(views), self.lr)
+        self._run(plan, loader, [stopping] if stopping is not None else [])
+        self.best_epoch_ = None
+        if stopping is not None:
             best = stopping.held_out.best_epoch
             self.best_epoch_ = None if best is None else best + 1
             self.history_["held_out/info_nce"] = [-v for v in stopping.values]
-        else:
-            self.best_epoch_ = None

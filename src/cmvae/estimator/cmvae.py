@@ -34,6 +34,13 @@ HELD_OUT_FRACTION = 0.1
 HELD_OUT_MAX = 2000
 
 
+
+def held_out_pick(n_samples: int, n_held: int, seed: int) -> torch.Tensor:
+    """The sorted ids ``[n_held]`` of the rows a fit holds out of its gradient steps: a random pick seeded by
+    ``seed`` (the fit's seed; the same rows for the same seed and size)."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    return torch.randperm(n_samples, generator=generator)[:n_held].sort().values
+
 class CMVAE(ClusteringMixin, MultimodalEstimator):
     """Clustering Multimodal VAE: clusters paired multimodal data and generates from each cluster.
     Trains on partially observed samples too (``fit(views, mask=...)``).
@@ -128,8 +135,7 @@ class CMVAE(ClusteringMixin, MultimodalEstimator):
                 f"cluster_init_when='plateau' holds out {n_held} of the {n_samples} training samples, which leaves "
                 f"fewer than n_clusters={self.n_clusters} to train on: use more data or cluster_init_when='epoch'"
             )
-        generator = torch.Generator().manual_seed(self._fit_seed() + 1)
-        return torch.randperm(n_samples, generator=generator)[:n_held].sort().values
+        return held_out_pick(n_samples, n_held, self._fit_seed())
 
     def _fit_callbacks(self, train: list[torch.Tensor], mask: torch.Tensor | None = None,
                        held_out: torch.Tensor | None = None) -> list[L.Callback]:
